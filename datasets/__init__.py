@@ -1,0 +1,1 @@
+"""Dataset loaders and synthetic systems (installed as ``ssmts.datasets``)."""

@@ -1,0 +1,1 @@
+"""Triton kernels (installed as ``ssmts.kernels``); each has a torch reference in ``ssmts.ssm``."""

@@ -1,0 +1,1 @@
+"""ssmts.estimators"""
