@@ -1,0 +1,531 @@
+"""The one internal container for time-series data, and its JSON-able metadata.
+
+Every user container (pandas wide or long, Series, xarray, numpy) is turned into
+a :class:`SeriesData` by :func:`ssmts.data.adapters.to_series_data`; forecasts go
+back to the caller's type through the metadata kept here (:class:`TimeIndexMeta`
+says how numeric time maps to the caller's index, :class:`SourceMeta` what the
+container looked like). Both metadata classes round-trip through plain JSON, so
+a fitted estimator can save them beside its weights without pickling.
+
+Numeric time
+------------
+``time[s, t]`` is measured in *steps* from the series' origin (the first stamp
+given for series ``s``):
+
+* regular data (a pandas frequency, a RangeIndex, or stamps on a fixed grid):
+  the grid position, ``0, 1, 2, ...``; a stamp missing from the grid shows up
+  as a gap of 2 (the data is not re-gridded; timestamps are data);
+* irregular data: elapsed time divided by the median gap, so gaps are ~1.
+
+``gaps[s, t] = time[s, t] - time[s, t - 1]`` and the first gap of each series is
+``lead_gap[s]`` (1.0 for a series as given; the real gap for a slice taken from
+the middle of a series). Series of different lengths are padded at the END:
+values NaN, mask False, time continuing in steps of 1; ``lengths`` gives the
+real length of each series and padding is not counted by ``n_masked``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+__all__ = ["TimeIndexMeta", "SourceMeta", "DataMeta", "SeriesData", "infer_time_meta"]
+
+INDEX_KINDS = ("datetime", "period", "range", "float", "integer")
+SOURCE_KINDS = ("dataframe_wide", "series", "dataframe_long", "dataarray", "dataset",
+                "ndarray1", "ndarray2", "ndarray3")
+
+
+def _plain(x: Any) -> Any:
+    """A JSON-able version of a label (numpy scalar -> python, tuple -> list, else str)."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if isinstance(x, (tuple, list)):
+        return [_plain(v) for v in x]
+    return str(x)
+
+
+def _unplain(x: Any) -> Any:
+    """Inverse of :func:`_plain` for labels: JSON lists come back as (hashable) tuples."""
+    return tuple(_unplain(v) for v in x) if isinstance(x, list) else x
+
+
+def _is_tick(freq: str | None) -> bool:
+    return freq is not None and isinstance(to_offset(freq), pd.offsets.Tick)
+
+
+def _encode_stamp(kind: str, x: Any) -> Any:
+    if kind == "datetime":
+        return x.isoformat()
+    if kind == "period":
+        return int(x.ordinal)
+    return _plain(x)
+
+
+def _decode_stamp(kind: str, x: Any, freq, tz, resolution) -> Any:
+    if kind == "datetime":
+        ts = pd.Timestamp(x)
+        ts = ts.tz_convert(tz) if tz is not None else ts
+        return ts.as_unit(resolution) if resolution else ts
+    if kind == "period":
+        return pd.Period(ordinal=int(x), freq=freq)
+    return x
+
+
+@dataclass(frozen=True)
+class TimeIndexMeta:
+    """How numeric time (in steps) maps to the caller's time index.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``"datetime"``, ``"period"``, ``"range"``, ``"float"``, ``"integer"``.
+    origin, last : tuple, length n_series
+        Per series, the stamp at numeric time 0 and the last observed stamp
+        (``pd.Timestamp``, ``pd.Period``, int or float by ``kind``).
+    unit : pd.Timedelta or float
+        Length of one step: the frequency (datetime with a fixed frequency),
+        the median gap (irregular, or a calendar frequency such as "MS", where
+        it is only nominal), the RangeIndex step, the grid step, or 1.0 for periods.
+    freq : str or None
+        pandas offset alias of a datetime / period frequency, else None.
+    tz : str or None
+        Time zone of datetime stamps.
+    name : label or None
+        Name of the caller's time index (or time column / dimension).
+    regular : bool
+        True when stamps lie on a grid (a frequency, a RangeIndex or a fixed
+        step), so future stamps can be generated; False means ``at=`` is needed.
+    resolution : str or None
+        datetime64 unit of the caller's stamps ("ns", "us", ...).
+    """
+
+    kind: str
+    origin: tuple
+    last: tuple
+    unit: Any
+    freq: str | None = None
+    tz: str | None = None
+    name: Hashable | None = None
+    regular: bool = True
+    resolution: str | None = None
+
+    # -- numeric time --------------------------------------------------------
+    def to_steps(self, stamps: pd.Index, series: int) -> np.ndarray:
+        """Numeric time of ``stamps`` for series ``series``.
+
+        Parameters
+        ----------
+        stamps : pd.Index, length n, of this meta's kind (see :meth:`coerce_stamps`)
+        series : int, position of the series
+
+        Returns
+        -------
+        float64 array, shape (n,), steps since ``origin[series]``
+        """
+        origin = self.origin[series]
+        if self.kind == "datetime":
+            o = origin.as_unit("ns").value
+            ns = (stamps.as_unit("ns").asi8 - o).astype(np.float64)  # int64 first: exact
+            if self.freq is not None and not _is_tick(self.freq):
+                return self._calendar_steps(ns, origin)
+            return ns / float(self.unit.value)
+        if self.kind == "period":
+            return (stamps.asi8 - origin.ordinal).astype(np.float64) / origin.freq.n
+        return (np.asarray(stamps, dtype=np.float64) - float(origin)) / float(self.unit)
+
+    def _calendar_steps(self, ns: np.ndarray, origin: pd.Timestamp) -> np.ndarray:
+        """Grid positions for a calendar frequency (months, business days, DST days);
+        ``ns`` is nanoseconds since ``origin``."""
+        top = float(ns.max()) if ns.size else 0.0
+        n = int(top / max(float(self.unit.value), 1.0) * 2) + 3
+        while True:
+            grid = pd.date_range(origin, periods=n, freq=self.freq)
+            g = (grid.as_unit("ns").asi8 - origin.as_unit("ns").value).astype(np.float64)  # (n,)
+            if g[-1] >= top:
+                return np.interp(ns, g, np.arange(n, dtype=np.float64))
+            n *= 2
+
+    def next_stamps(self, series: int, h: int) -> pd.Index:
+        """The ``h`` grid stamps after ``last[series]``; regular data only.
+
+        Returns
+        -------
+        pd.Index of this meta's kind, length h (DatetimeIndex with ``freq`` set,
+        PeriodIndex, RangeIndex with the original step, or numeric Index)
+        """
+        if not self.regular:
+            raise ValueError(
+                "y has irregular timestamps (no frequency or fixed step), so the future "
+                "stamps cannot be generated; pass the future timestamps as at=[...]")
+        last = self.last[series]
+        if self.kind == "datetime":
+            return pd.date_range(last, periods=h + 1, freq=self.freq, name=self.name,
+                                 unit=self.resolution)[1:]
+        if self.kind == "period":
+            return pd.period_range(last, periods=h + 1, freq=self.freq, name=self.name)[1:]
+        if self.kind == "range":
+            step = int(self.unit)
+            return pd.RangeIndex(last + step, last + step * (h + 1), step, name=self.name)
+        steps = last + self.unit * np.arange(1, h + 1)  # (h,)
+        dtype = np.int64 if self.kind == "integer" else np.float64
+        return pd.Index(steps.astype(dtype), name=self.name)
+
+    def coerce_stamps(self, at: Any, argname: str = "at") -> pd.Index:
+        """Turn user-given stamps into a pd.Index of this meta's kind (tz checked)."""
+        try:
+            if self.kind == "datetime":
+                idx = pd.DatetimeIndex(at)
+            elif self.kind == "period":
+                idx = pd.PeriodIndex(at, freq=self.freq)
+            else:
+                idx = pd.Index(np.asarray(at))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{argname}: cannot read the timestamps as {self.kind} stamps like "
+                             f"y's ({exc})") from exc
+        if self.kind == "datetime":
+            if (idx.tz is None) != (self.tz is None):
+                got = "tz-naive" if idx.tz is None else f"in {idx.tz}"
+                raise ValueError(f"{argname}: timestamps are {got} but y's are "
+                                 f"{'in ' + self.tz if self.tz else 'tz-naive'}; make them match")
+            idx = idx.tz_convert(self.tz) if self.tz is not None else idx
+        elif self.kind not in ("datetime", "period") and idx.dtype.kind not in "iuf":
+            raise ValueError(f"{argname}: expected numeric time values like y's index, got "
+                             f"dtype {idx.dtype}")
+        return idx.rename(self.name)
+
+    # -- JSON ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (``json.dumps`` works); inverse of :meth:`from_dict`."""
+        unit = int(self.unit.value) if self.kind == "datetime" else _plain(self.unit)
+        return {"kind": self.kind, "origin": [_encode_stamp(self.kind, o) for o in self.origin],
+                "last": [_encode_stamp(self.kind, o) for o in self.last], "unit": unit,
+                "freq": self.freq, "tz": self.tz, "name": _plain(self.name),
+                "regular": bool(self.regular), "resolution": self.resolution}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TimeIndexMeta":
+        """Rebuild from :meth:`to_dict` output."""
+        kind, freq, tz, res = d["kind"], d["freq"], d["tz"], d["resolution"]
+        unit = pd.Timedelta(int(d["unit"]), unit="ns") if kind == "datetime" else d["unit"]
+        dec = [tuple(_decode_stamp(kind, x, freq, tz, res) for x in d[k])
+               for k in ("origin", "last")]
+        return cls(kind=kind, origin=dec[0], last=dec[1], unit=unit, freq=freq, tz=tz,
+                   name=_unplain(d["name"]), regular=bool(d["regular"]), resolution=res)
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    """What the caller's container looked like, to give forecasts back in kind.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``"dataframe_wide"``, ``"series"``, ``"dataframe_long"``,
+        ``"dataarray"``, ``"dataset"``, ``"ndarray1"``, ``"ndarray2"``, ``"ndarray3"``.
+    ids : tuple, length n_series
+        Series labels (long-format ids, xarray series coordinate, or 0..n-1).
+    columns : tuple, length C
+        Variable labels (DataFrame columns, Series / DataArray name, Dataset
+        data variables, variable coordinate, or 0..C-1).
+    name : label or None
+        pd.Series / xr.DataArray name.
+    columns_name : label or None
+        ``DataFrame.columns.name``.
+    id_col, time_col : label or None
+        Long-format column names (``time_col`` None: time came from the index).
+    index_levels : tuple
+        Long-format names that came from the DataFrame's index (restored there).
+    time_dim, series_dim, var_dim : str or None
+        xarray dimension names.
+    dims : tuple
+        xarray dimension order of the input.
+    coord_dims : tuple
+        xarray dimensions (besides time) that carried a coordinate.
+    dtypes : tuple of str
+        Input dtype of each column (values are float64 inside).
+    id_dtype : str or None
+        dtype of the ids (long format).
+    """
+
+    kind: str
+    ids: tuple
+    columns: tuple
+    name: Hashable | None = None
+    columns_name: Hashable | None = None
+    id_col: Hashable | None = None
+    time_col: Hashable | None = None
+    index_levels: tuple = ()
+    time_dim: Hashable | None = None
+    series_dim: Hashable | None = None
+    var_dim: Hashable | None = None
+    dims: tuple = ()
+    coord_dims: tuple = ()
+    dtypes: tuple = ()
+    id_dtype: str | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (``json.dumps`` works); inverse of :meth:`from_dict`."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SourceMeta":
+        """Rebuild from :meth:`to_dict` output (JSON lists come back as tuples)."""
+        tuples = {"ids", "columns", "index_levels", "dims", "coord_dims", "dtypes"}
+        kw = {k: (tuple(_unplain(v) for v in d[k]) if k in tuples else _unplain(d[k]))
+              for k in d}
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class DataMeta:
+    """All a fitted estimator must keep to make future stamps and output containers."""
+
+    index: TimeIndexMeta
+    source: SourceMeta
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict with keys "index" and "source"."""
+        return {"index": self.index.to_dict(), "source": self.source.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataMeta":
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(TimeIndexMeta.from_dict(d["index"]), SourceMeta.from_dict(d["source"]))
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesData:
+    """Values, timestamps, mask and ids of one or several multivariate series.
+
+    Attributes
+    ----------
+    values : float64 array, shape (n_series, T, C)
+        NaN where missing (and in end padding); never zero-filled.
+    mask : bool array, shape (n_series, T, C)
+        True where observed.
+    time : float64 array, shape (n_series, T)
+        Numeric time in steps since each series' origin (see module docstring).
+    lengths : int64 array, shape (n_series,)
+        Real length of each series; positions ``>= lengths[s]`` are padding.
+    stamps : tuple of pd.Index, n_series entries, entry s of length lengths[s]
+        The caller's timestamps of each series.
+    index_meta : TimeIndexMeta
+    source : SourceMeta
+    lead_gap : float64 array, shape (n_series,)
+        Gap before the first step of each series (1.0 unless sliced).
+
+    Arrays are made read-only; slicing methods return new objects.
+    """
+
+    values: np.ndarray
+    mask: np.ndarray
+    time: np.ndarray
+    lengths: np.ndarray
+    stamps: tuple
+    index_meta: TimeIndexMeta
+    source: SourceMeta
+    lead_gap: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        dtypes = {"values": np.float64, "mask": bool, "time": np.float64, "lengths": np.int64,
+                  "lead_gap": np.float64}
+        if self.lead_gap is None:
+            object.__setattr__(self, "lead_gap", np.ones(np.shape(self.values)[0]))
+        for key, dtype in dtypes.items():  # read-only views; the caller's arrays keep their flags
+            arr = np.asarray(getattr(self, key), dtype=dtype).view()
+            arr.setflags(write=False)
+            object.__setattr__(self, key, arr)
+        if self.values.ndim != 3:
+            raise ValueError(f"values: expected shape (n_series, T, C), got {self.values.shape}")
+        n, T, C = self.values.shape
+        shapes = {"mask": (self.mask.shape, (n, T, C)), "time": (self.time.shape, (n, T)),
+                  "lengths": (self.lengths.shape, (n,)), "lead_gap": (self.lead_gap.shape, (n,))}
+        for key, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"{key}: expected shape {want} to match values {(n, T, C)}, "
+                                 f"got {got}")
+        if len(self.stamps) != n or len(self.source.ids) != n or len(self.source.columns) != C:
+            raise ValueError("stamps, source.ids and source.columns must match values' shape "
+                             f"{(n, T, C)}")
+
+    @property
+    def meta(self) -> DataMeta:
+        """The JSON-able metadata (index and source)."""
+        return DataMeta(self.index_meta, self.source)
+
+    @property
+    def ids(self) -> tuple:
+        """Series labels, length n_series."""
+        return self.source.ids
+
+    @property
+    def columns(self) -> tuple:
+        """Variable labels, length C."""
+        return self.source.columns
+
+    @property
+    def n_series(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n_steps(self) -> int:
+        """T, the padded length."""
+        return self.values.shape[1]
+
+    @property
+    def n_channels(self) -> int:
+        return self.values.shape[2]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool array, shape (n_series, T): True inside each series (not padding)."""
+        return np.arange(self.n_steps)[None, :] < self.lengths[:, None]
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """float64 array, shape (n_series, T): time[t] - time[t-1], first = lead_gap."""
+        return np.concatenate([self.lead_gap[:, None], np.diff(self.time, axis=1)], axis=1)
+
+    @property
+    def n_masked(self) -> int:
+        """Number of missing values inside the series (end padding not counted)."""
+        return int((~self.mask & self.valid[:, :, None]).sum())
+
+    @property
+    def n_observed(self) -> int:
+        """Number of observed values."""
+        return int(self.mask.sum())
+
+    def slice_steps(self, start: Sequence[int], stop: Sequence[int]) -> "SeriesData":
+        """Per-series positions ``start[s]:stop[s]`` as a new (re-padded) SeriesData.
+
+        Parameters
+        ----------
+        start, stop : int sequences, length n_series, with 0 <= start < stop <= lengths[s]
+
+        Numeric time keeps its origin; ``lead_gap`` becomes the real gap before
+        ``start`` and ``index_meta.last`` the last stamp of each slice.
+        """
+        start, stop = np.asarray(start, dtype=np.int64), np.asarray(stop, dtype=np.int64)
+        if start.shape != (self.n_series,) or stop.shape != (self.n_series,):
+            raise ValueError(f"start, stop: expected {self.n_series} entries each")
+        if np.any(start < 0) or np.any(stop > self.lengths) or np.any(stop <= start):
+            raise ValueError("start, stop: need 0 <= start < stop <= lengths for every series; "
+                             f"got start={start.tolist()}, stop={stop.tolist()}, "
+                             f"lengths={self.lengths.tolist()}")
+        lengths = stop - start
+        T = int(lengths.max())
+        vals = np.full((self.n_series, T, self.n_channels), np.nan)
+        mask = np.zeros(vals.shape, dtype=bool)
+        time = np.empty((self.n_series, T))
+        gaps = self.gaps
+        for s in range(self.n_series):
+            a, b, L = start[s], stop[s], lengths[s]
+            vals[s, :L], mask[s, :L] = self.values[s, a:b], self.mask[s, a:b]
+            time[s, :L] = self.time[s, a:b]
+            time[s, L:] = time[s, L - 1] + np.arange(1, T - L + 1)
+        stamps = tuple(st[a:b] for st, a, b in zip(self.stamps, start, stop))
+        meta = dataclasses.replace(self.index_meta, last=tuple(st[-1] for st in stamps))
+        lead = gaps[np.arange(self.n_series), start]  # (n_series,)
+        return SeriesData(vals, mask, time, lengths, stamps, meta, self.source, lead)
+
+
+def _grid(diffs: np.ndarray, exact: bool) -> tuple[float, bool]:
+    """(step, on_grid): the smallest gap if it is also the median and every gap is a
+    multiple of it (a grid with holes), else the median gap."""
+    if diffs.size == 0:
+        return 1.0, False
+    mn, med = float(diffs.min()), float(np.median(diffs))
+    ratio = diffs / mn
+    if exact:
+        on = bool(np.all(diffs % diffs.min() == 0)) and mn == med
+    else:
+        on = bool(np.all(np.abs(ratio - np.round(ratio)) < 1e-6)) and abs(med - mn) <= 1e-6 * mn
+    if on and not exact:
+        mn = float(np.median(diffs[np.round(ratio) == 1]))
+    return (mn, True) if on else (med, False)
+
+
+def _datetime_freq(indexes: Sequence[pd.DatetimeIndex]) -> str | None:
+    """A frequency all series agree on (declared or inferred), else None."""
+    declared = {idx.freqstr for idx in indexes if idx.freq is not None}
+    if len(declared) == 1 and all(idx.freq is not None or len(idx) < 3 for idx in indexes):
+        return declared.pop()
+    found = set()
+    with pd.option_context("future.infer_freq_returns_offset", True):
+        for idx in indexes:
+            if len(idx) >= 3:
+                off = pd.infer_freq(idx)
+                found.add(None if off is None else off.freqstr)
+    return found.pop() if len(found) == 1 else None
+
+
+_TOO_SHORT = ("y: every series has a single timestamp, so the time step is unknown; "
+              "pass at least 2 timestamps per series (or an index with a frequency)")
+
+
+def infer_time_meta(indexes: Sequence[pd.Index], name: Hashable | None = None) -> TimeIndexMeta:
+    """Build the :class:`TimeIndexMeta` of validated, strictly increasing indexes.
+
+    Parameters
+    ----------
+    indexes : sequence of pd.Index, one per series, all of one kind, non-empty
+    name : label or None, the time index / column / dimension name
+
+    Raises ``ValueError`` for an unsupported index dtype (strings, timedeltas).
+    """
+    first = indexes[0]
+    origin = tuple(idx[0] for idx in indexes)
+    last = tuple(idx[-1] for idx in indexes)
+    if isinstance(first, pd.DatetimeIndex):
+        tz = None if first.tz is None else str(first.tz)
+        ns = [idx.as_unit("ns").asi8 for idx in indexes]
+        diffs = np.concatenate([np.diff(a) for a in ns])  # pooled gaps, int64 ns
+        step, on_grid = _grid(diffs, exact=True)
+        freq = _datetime_freq(indexes)
+        if freq is None and on_grid:
+            freq = to_offset(pd.Timedelta(int(step), unit="ns")).freqstr
+        if diffs.size == 0 and freq is None:
+            raise ValueError(_TOO_SHORT)
+        if _is_tick(freq):
+            unit = pd.Timedelta(to_offset(freq))
+        else:  # nominal step of a calendar frequency, or the median gap
+            if diffs.size:
+                unit = pd.Timedelta(int(np.median(diffs)), unit="ns")
+            else:
+                two = pd.date_range(first[0], periods=2, freq=freq)
+                unit = pd.Timedelta(two[1] - two[0])
+        return TimeIndexMeta("datetime", origin, last, unit, freq, tz, name, freq is not None,
+                             str(first.unit))
+    if isinstance(first, pd.PeriodIndex):
+        return TimeIndexMeta("period", origin, last, 1.0, first.freqstr, None, name, True)
+    if isinstance(first, pd.RangeIndex) and all(isinstance(i, pd.RangeIndex) for i in indexes):
+        step = first.step if len(first) > 1 else 1
+        return TimeIndexMeta("range", tuple(int(o) for o in origin), tuple(int(x) for x in last),
+                             int(step), None, None, name, True)
+    if first.dtype.kind in "iu":
+        diffs = np.concatenate([np.diff(np.asarray(i, dtype=np.int64)) for i in indexes])
+        if diffs.size == 0:
+            raise ValueError(_TOO_SHORT)
+        step, on_grid = _grid(diffs, exact=True)
+        unit = int(step) if on_grid else float(step)
+        return TimeIndexMeta("integer", tuple(int(o) for o in origin), tuple(int(x) for x in last),
+                             unit, None, None, name, on_grid)
+    if first.dtype.kind == "f":
+        diffs = np.concatenate([np.diff(np.asarray(i, dtype=np.float64)) for i in indexes])
+        if diffs.size == 0:
+            raise ValueError(_TOO_SHORT)
+        step, on_grid = _grid(diffs, exact=False)
+        return TimeIndexMeta("float", tuple(float(o) for o in origin),
+                             tuple(float(x) for x in last), float(step), None, None, name, on_grid)
+    raise ValueError(
+        f"time index of dtype {first.dtype} is not supported; use datetimes (pd.to_datetime), "
+        "periods, or numbers (a RangeIndex, integers or floats)")

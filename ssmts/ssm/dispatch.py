@@ -1,0 +1,133 @@
+"""The one place that chooses how a selective scan is computed: Triton kernel or torch.
+
+``backend="auto"`` picks ``"triton"`` when Triton imports and the tensors are on a
+CUDA device, otherwise ``"torch"``. A CUDA tensor without a usable Triton falls back
+to torch with one warning per process. ``backend="triton"`` forces the kernel; on
+CPU tensors that only works under the Triton interpreter (``TRITON_INTERPRET=1``).
+``backend="torch"`` forces the fastest torch path (:func:`_torch_selective_scan`).
+
+Triton is imported lazily, so ``ssmts.ssm`` imports fine without it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from .selective import selective_scan_ref
+
+__all__ = ["selective_scan", "available_backends", "BACKENDS"]
+
+BACKENDS = ("auto", "triton", "torch")
+_warned_fallback = False
+
+
+def _triton_status() -> tuple[bool, str]:
+    """(importable, reason) for ``ssmts.kernels.selective_scan``."""
+    try:
+        import triton  # noqa: F401
+
+        from ssmts.kernels import selective_scan as _k  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken Triton install
+        return False, f"triton not importable ({type(exc).__name__}: {exc})"
+    return True, "ok"
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available_backends() -> dict:
+    """Describe which selective-scan backends are usable here, and why not.
+
+    Returns
+    -------
+    dict
+        ``{"torch": {"usable": True, "why": ...}, "triton": {"usable": bool, "why": str},
+        "cuda": bool, "interpreter": bool}``. ``triton`` is usable when Triton imports
+        and either a CUDA device is present or ``TRITON_INTERPRET=1`` is set.
+    """
+    ok, why = _triton_status()
+    cuda = torch.cuda.is_available()
+    interp = _interpreting()
+    if ok and not (cuda or interp):
+        ok, why = False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernel on CPU, slowly)"
+    elif ok:
+        why = "CUDA device" if cuda else "Triton interpreter (TRITON_INTERPRET=1)"
+    return {"torch": {"usable": True, "why": "always available (selective_scan_ref)"},
+            "triton": {"usable": ok, "why": why}, "cuda": cuda, "interpreter": interp}
+
+
+def _torch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                          delta_softplus=False, return_last_state=False, gaps=None):
+    """The fastest torch path available (hook: a chunked torch scan will replace the ref)."""
+    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                              return_last_state, gaps)
+
+
+def _choose(backend: str, u: torch.Tensor) -> str:
+    """Resolve ``backend`` to "triton" or "torch" for tensors on ``u.device``."""
+    global _warned_fallback
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    ok, why = _triton_status()
+    if backend == "triton":
+        if not ok:
+            raise ValueError(f"backend='triton' requested but {why}; install triton or use "
+                             "backend='torch'")
+        if not u.is_cuda and not _interpreting():
+            raise ValueError("backend='triton' needs CUDA tensors (got device "
+                             f"{u.device}); move them to a GPU, set TRITON_INTERPRET=1 to run "
+                             "the kernel in the interpreter, or use backend='torch'")
+        return "triton"
+    if not u.is_cuda:
+        return "torch"
+    if not ok:
+        if not _warned_fallback:
+            warnings.warn(f"selective_scan: CUDA tensors but {why}; falling back to the torch "
+                          "path (much slower). Install triton to use the fused kernel.",
+                          RuntimeWarning, stacklevel=3)
+            _warned_fallback = True
+        return "torch"
+    return "triton"
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, gaps=None, backend: str = "auto"):
+    """Selective scan (Mamba's S6) through the chosen backend.
+
+    Parameters
+    ----------
+    u, delta : tensor, shape (batch, D, L)
+    A : tensor, shape (D, N)
+    B, C : tensor, shape (D, N), (batch, N, L) or (batch, G, N, L)
+    D, delta_bias : tensor, shape (D,), optional
+    z : tensor, shape (batch, D, L), optional
+    delta_softplus, return_last_state : bool
+    gaps : tensor, shape (batch, L), optional
+        Positive time gaps; multiply delta after softplus.
+    backend : {"auto", "triton", "torch"}
+        "auto": Triton on CUDA tensors when importable, else torch.
+
+    Returns
+    -------
+    out : tensor, shape (batch, D, L), dtype of ``u``
+    last_state : tensor, shape (batch, D, N), only if ``return_last_state``
+
+    Raises
+    ------
+    ValueError
+        Unknown ``backend``, or ``"triton"`` forced where it cannot run.
+    """
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, gaps)
+    if not isinstance(u, torch.Tensor):
+        raise ValueError(f"u: expected a torch.Tensor, got {type(u).__name__}")
+    if _choose(backend, u) == "triton":
+        from ssmts.kernels.selective_scan import selective_scan as _triton_scan
+
+        return _triton_scan(*args)
+    return _torch_selective_scan(*args)
