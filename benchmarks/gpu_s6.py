@@ -1,0 +1,192 @@
+"""GPU check and timing of the fused selective scan (S6) against mamba_ssm's CUDA kernel.
+
+One call does everything (see benchmarks/NOTES_s6.md):
+
+1. measures the device-to-device copy bandwidth;
+2. per case, checks ours against the float64 torch reference on fresh random inputs
+   (a slice of the case: batch <= 2, D <= 128, same L and N; outputs poisoned with NaN
+   through the caching allocator before the call), forward, final state and every gradient;
+3. times ours and mamba_ssm's ``selective_scan_fn`` on the same full-size inputs
+   (z gating, D skip, delta_bias, softplus), forward and forward+backward,
+   ``triton.testing.do_bench`` medians, and the peak memory of one forward+backward;
+4. prints a table and writes JSON to ``$OUT/s6.json``.
+
+Floors: bytes / measured copy bandwidth, and the exp-unit floor B*D*L*N exp2 (forward;
+twice that for forward+backward, whose backward recomputes them) at
+SMs x 16 ex2/clk x max SM clock (nvidia-smi; 1.98 GHz if unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import triton.testing
+
+from ssmts.kernels.selective_scan import selective_scan
+from ssmts.ssm.selective import selective_scan_ref
+
+CASES = [  # name, batch, D, L, N, dtype
+    ("S6-A", 8, 2048, 4096, 16, torch.bfloat16),
+    ("S6-A", 8, 2048, 4096, 16, torch.float32),
+    ("TS-S6", 64, 256, 1024, 16, torch.float32),
+] + [(f"B1-L{L // 1024}K-N{n}", 1, 1024, L, n, torch.bfloat16)
+     for n in (16, 64) for L in (2048, 8192, 32768)]
+
+
+def make_inputs(batch, dim, length, n, dtype, seed, device="cuda"):
+    """Random inputs, never zeros; softplus(delta + bias) roughly 1e-3 .. 1e-1."""
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def r(*shape, dt=dtype, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=g, device=device) * scale + shift).to(dt)
+
+    return dict(u=r(batch, dim, length), delta=r(batch, dim, length, scale=0.7, shift=-4.0),
+                A=-(torch.rand(dim, n, generator=g, device=device) * 3 + 0.3),
+                B=r(batch, n, length), C=r(batch, n, length), D=r(dim, dt=torch.float32),
+                z=r(batch, dim, length), delta_bias=r(dim, dt=torch.float32, scale=0.3))
+
+
+def _call(fn, t):
+    return fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+              delta_softplus=True)
+
+
+def _poison():
+    """Fill freed allocator blocks with NaN so unwritten outputs show up."""
+    free = torch.cuda.mem_get_info()[0]
+    x = torch.empty(int(min(free * 0.5, 8e9)) // 4, device="cuda")
+    x.fill_(float("nan"))
+    del x
+
+
+def check_case(batch, dim, length, n, dtype, seed=1234):
+    """Max relative error (vs float64 reference) of output and all gradients."""
+    t = make_inputs(min(batch, 2), min(dim, 128), min(length, 8192), n, dtype, seed)
+    ours = {k: v.clone().requires_grad_(True) for k, v in t.items()}
+    ref = {k: v.detach().double().requires_grad_(True) for k, v in t.items()}
+    _poison()
+    out = _call(selective_scan, ours)
+    gout = torch.randn(out.shape, device="cuda", dtype=torch.float64)
+    _poison()
+    g_ours = torch.autograd.grad((out.double() * gout).sum(), list(ours.values()))
+    rout = _call(selective_scan_ref, ref)
+    g_ref = torch.autograd.grad((rout * gout).sum(), list(ref.values()))
+    errs = {"out": (out.double() - rout).abs().max().item() / rout.abs().max().item()}
+    for k, a, b in zip(ours, g_ours, g_ref):
+        errs["d" + k] = (a.double() - b).abs().max().item() / b.abs().max().item()
+    errs = {k: (float("inf") if v != v else v) for k, v in errs.items()}  # NaN -> inf
+    return max(errs.values()), errs
+
+
+def _bench(fn, t, grads):
+    fwd = triton.testing.do_bench(lambda: _call(fn, t), warmup=25, rep=100, return_mode="median")
+    leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
+    for x in leaves:
+        x.requires_grad_(True)
+
+    def step():
+        _call(fn, t).backward(grads)
+
+    fb = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves,
+                                 return_mode="median")
+    for x in leaves:
+        x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 1e9
+    for x in leaves:
+        x.grad = None
+        x.requires_grad_(False)
+    return fwd, fb, peak
+
+
+def copy_bandwidth():
+    x = torch.empty(int(1e9) // 4, device="cuda")
+    y = torch.empty_like(x)
+    ms = triton.testing.do_bench(lambda: y.copy_(x), return_mode="median")
+    return 2 * x.numel() * 4 / (ms * 1e-3)
+
+
+def exp_rate():
+    props = torch.cuda.get_device_properties(0)
+    try:
+        clk = float(subprocess.run(["nvidia-smi", "--query-gpu=clocks.max.sm",
+                                    "--format=csv,noheader,nounits"], capture_output=True,
+                                   text=True, timeout=20).stdout.split()[0]) * 1e6
+    except Exception:
+        clk = 1.98e9
+    return props.multi_processor_count * 16 * clk, clk
+
+
+def _floors(batch, dim, length, n, dtype, bw, ex_rate):
+    es = torch.finfo(dtype).bits // 8
+    bdl, bnl = batch * dim * length, batch * n * length
+    fwd_bytes = es * (4 * bdl + 2 * bnl)  # u, delta, z in; out
+    # backward: reads u, delta, z, gout, B, C and carries; writes du, ddelta, dz, dB, dC
+    bwd_bytes = es * (7 * bdl + 4 * bnl) + 4 * bdl * n // 16
+    ex = bdl * n / ex_rate * 1e3
+    return max(fwd_bytes / bw * 1e3, ex), max((fwd_bytes + bwd_bytes) / bw * 1e3, 2 * ex)
+
+
+def check_and_time_s6(cases=CASES):
+    """Check and time each case; returns one dict per case (times in ms, memory in GB)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_fn
+    except Exception as exc:  # anchor missing: time ours only
+        print("mamba_ssm not importable:", exc)
+        mamba_fn = None
+    bw = copy_bandwidth()
+    ex_rate, clk = exp_rate()
+    print(f"copy bandwidth {bw / 1e12:.2f} TB/s; exp2 rate {ex_rate / 1e12:.2f} T/s "
+          f"(SM clock {clk / 1e9:.2f} GHz)", flush=True)
+    rows = []
+    for name, batch, dim, length, n, dtype in cases:
+        t0 = time.time()
+        err, errs = check_case(batch, dim, length, n, dtype)
+        t = make_inputs(batch, dim, length, n, dtype, seed=99)
+        grads = torch.randn_like(t["u"])
+        ours = _bench(selective_scan, t, grads)
+        anchor = _bench(mamba_fn, t, grads) if mamba_fn is not None else (float("nan"),) * 3
+        f_fwd, f_fb = _floors(batch, dim, length, n, dtype, bw, ex_rate)
+        row = dict(case=name, shape=[batch, dim, length, n], dtype=str(dtype).split(".")[-1],
+                   ours_fwd=ours[0], ours_fb=ours[1], ours_peak_gb=ours[2],
+                   anchor_fwd=anchor[0], anchor_fb=anchor[1], anchor_peak_gb=anchor[2],
+                   ratio_fwd=anchor[0] / ours[0], ratio_fb=anchor[1] / ours[1],
+                   floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours[0],
+                   pct_floor_fb=100 * f_fb / ours[1], max_rel_err=err, errs=errs,
+                   seconds=time.time() - t0)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del t, grads
+        torch.cuda.empty_cache()
+    return rows, dict(copy_bw_tbs=bw / 1e12, exp_rate_t=ex_rate / 1e12, sm_clock_ghz=clk / 1e9)
+
+
+def print_table(rows):
+    hdr = (f"{'case':14s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | "
+           f"{'f+b ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | {'peakGB':>6s} {'anchor':>6s}"
+           f" | {'rel err':>8s}")
+    print(hdr)
+    for r in rows:
+        print(f"{r['case']:14s} {r['dtype']:8s} {r['ours_fwd']:7.3f} {r['anchor_fwd']:7.3f} "
+              f"{r['ratio_fwd']:5.2f} {r['pct_floor_fwd']:4.0f} | {r['ours_fb']:7.3f} "
+              f"{r['anchor_fb']:7.3f} {r['ratio_fb']:5.2f} {r['pct_floor_fb']:4.0f} | "
+              f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e}")
+
+
+if __name__ == "__main__":
+    sel = sys.argv[1:]
+    cases = [c for c in CASES if not sel or c[0] in sel]
+    rows, meta = check_and_time_s6(cases)
+    print_table(rows)
+    out = os.environ.get("OUT", ".")
+    with open(os.path.join(out, "s6.json"), "w") as f:
+        json.dump(dict(meta=meta, device=torch.cuda.get_device_name(0),
+                       chunk=int(os.environ.get("SSMTS_S6_CHUNK", "16")), rows=rows), f, indent=1)
