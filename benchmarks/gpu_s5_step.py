@@ -1,0 +1,303 @@
+"""GPU check and timing of the S5 scan and the single-step kernels (run on the device machine).
+
+One call: measures the copy bandwidth, checks each kernel against a float64 torch
+reference on fresh random inputs (outputs poisoned with NaN first), then times ours
+and the anchors on the same inputs with ``triton.testing.do_bench`` medians:
+
+* S5 scan vs JAX ``lax.associative_scan`` (the S5 authors' algorithm; discretise +
+  scan, jit; fwd+bwd = ``jax.grad`` of the sum of the real part);
+* ``selective_state_update`` vs mamba_ssm's Triton kernel, both replayed from a CUDA graph.
+
+Usage: ``python benchmarks/gpu_s5_step.py`` (writes ``$OUT/s5_step.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.testing import do_bench  # noqa: E402
+
+try:
+    import ssmts.kernels.s5_scan  # noqa: F401
+except ImportError:  # running from a checkout that is not pip-installed
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    import ssmts
+    spec = importlib.util.spec_from_file_location(
+        "ssmts.kernels", os.path.join(root, "kernels", "__init__.py"),
+        submodule_search_locations=[os.path.join(root, "kernels")])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ssmts.kernels"] = mod
+    spec.loader.exec_module(mod)
+    ssmts.kernels = mod
+
+from ssmts.kernels import s5_scan as ks5  # noqa: E402
+from ssmts.kernels import step as kstep  # noqa: E402
+from ssmts.ssm.s5_ref import s5_scan_ref  # noqa: E402
+from ssmts.ssm.step import selective_state_update_ref  # noqa: E402
+
+DEV = "cuda"
+S5_ANCHOR = {"S5-A": (1.69, 4.38), "S5-B": (0.65, 1.25), "TS-S5": (0.44, 0.75)}  # ms, README
+STEP_ANCHOR = {"step-1": 6.6, "step-64": 22.8, "step-1024": 19.0}  # us, README
+S5_CONFIGS = [dict(CHUNK=c, BLOCK_P=p, num_warps=w, PREFETCH=f) for c, p, w, f in
+              [(32, 16, 2, False), (32, 16, 2, True), (16, 16, 1, True), (32, 32, 1, False),
+               (32, 32, 1, True), (16, 32, 1, True), (64, 32, 1, True), (32, 64, 2, True),
+               (32, 8, 1, True), (16, 8, 1, True), (32, 32, 4, True), (16, 16, 2, True)]]
+STEP_CONFIGS = [dict(BLOCK_D=d, num_warps=w) for d, w in
+                [(None, None), (4, 1), (8, 1), (16, 1), (16, 2), (32, 2), (32, 4), (64, 4), (128, 4)]]
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a 1 GiB device-to-device copy (read + write counted)."""
+    x = torch.randn(2 ** 28, device=DEV)
+    y = torch.empty_like(x)
+    ms = do_bench(lambda: y.copy_(x), return_mode="median")
+    return 2 * x.numel() * 4 / (ms * 1e-3)
+
+
+def poison(nbytes: int):
+    """Fill the caching allocator's next blocks with NaN so unwritten outputs show."""
+    junk = torch.full((nbytes // 4 + 1024,), float("nan"), device=DEV)
+    del junk
+
+
+def _rel(a, b):
+    a, b = a.detach(), b.detach()
+    if not bool(torch.isfinite(torch.view_as_real(a) if a.is_complex() else a).all()):
+        return float("nan")
+    return ((a.to(b.dtype) - b).abs().max() / b.abs().max()).item()
+
+
+def _s5_inputs(B, L, P, seed=0):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    lam = torch.complex(-0.05 - 0.5 * torch.rand(P, device=DEV, generator=g),
+                        3 * torch.randn(P, device=DEV, generator=g))
+    log_dt = torch.log(1e-3 + 0.099 * torch.rand(P, device=DEV, generator=g))
+    bu = torch.randn(B, L, P, dtype=torch.complex64, device=DEV, generator=g)
+    gaps = 0.5 + torch.rand(B, L, device=DEV, generator=g)
+    return lam, log_dt, bu, gaps
+
+
+def _jax_s5(lam, log_dt, bu, gaps, reps=30):
+    """Median ms of JAX discretise+scan (fwd) and grad of sum(real) (fwd+bwd)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def scan(Lam, ldt, Bu, g):
+        dt = jnp.exp(ldt)[None, None, :] * g[:, :, None]
+        Abar = jnp.exp(Lam * dt)
+        b = ((Abar - 1) / Lam) * Bu
+
+        def op(e1, e2):
+            return e2[0] * e1[0], e2[0] * e1[1] + e2[1]
+        return jax.lax.associative_scan(op, (Abar, b), axis=1)[1]
+
+    fwd = jax.jit(scan)
+    fb = jax.jit(jax.grad(lambda a, b, c, d: jnp.sum(scan(a, b, c, d).real), argnums=(0, 1, 2)))
+    args = [jnp.asarray(t.cpu().numpy()) for t in (lam, log_dt, bu, gaps)]
+    out = {}
+    for name, f in (("fwd", fwd), ("fwdbwd", fb)):
+        jax.block_until_ready(f(*args))
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            ts.append((time.perf_counter() - t0) * 1e3)
+        out[name] = statistics.median(ts)
+    x = np.asarray(fwd(*args))
+    return out, torch.from_numpy(x).to(DEV)
+
+
+def _s5_check(lam, log_dt, bu, gaps):
+    """Poisoned-output check of fwd and every gradient vs float64 (first 2 batch rows)."""
+    lam_, ldt_, bu_ = (t.clone().requires_grad_() for t in (lam, log_dt, bu[:2]))
+    poison(8 * bu_.numel() * 4)
+    x = ks5.s5_scan(lam_, ldt_, bu_, gaps[:2])
+    gx = torch.randn_like(x)
+    poison(8 * bu_.numel() * 4)
+    gr = torch.autograd.grad(x, (lam_, ldt_, bu_), gx)
+    w = [t.detach().to(torch.complex128 if t.is_complex() else torch.float64).requires_grad_()
+         for t in (lam, log_dt, bu[:2])]
+    xr = s5_scan_ref(w[0], w[1], w[2], gaps[:2].double())
+    grr = torch.autograd.grad(xr, w, gx.to(torch.complex128))
+    errs = [_rel(x, xr)] + [_rel(a, b) for a, b in zip(gr, grr)]
+    return dict(zip(("err_x", "err_dLambda", "err_dlog_dt", "err_dBu"), errs))
+
+
+def _time_s5(lam, log_dt, bu, gaps):
+    lam_, ldt_, bu_ = (t.clone().requires_grad_() for t in (lam, log_dt, bu))
+    gx = torch.randn_like(bu)
+    fwd = lambda: ks5.S5ScanFn.apply(lam, log_dt, bu, gaps, None, "zoh")  # noqa: E731
+    fb = lambda: torch.autograd.grad(ks5.S5ScanFn.apply(lam_, ldt_, bu_, gaps, None, "zoh"),  # noqa: E731
+                                     (lam_, ldt_, bu_), gx)
+    t_f = do_bench(fwd, return_mode="median")
+    t_fb = do_bench(fb, return_mode="median")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fb()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    return t_f, t_fb, peak
+
+
+def check_and_time_s5(cases, bw=None, sweep=True):
+    """Rows for the S5 scan: cases = [(name, B, L, P)]."""
+    bw = bw or copy_bandwidth()
+    rows = []
+    for name, B, L, P in cases:
+        lam, log_dt, bu, gaps = _s5_inputs(B, L, P)
+        row = dict(kernel="s5_scan", case=name, B=B, L=L, P=P)
+        row.update(_s5_check(lam, log_dt, bu, gaps))
+        best = None
+        for cfg in (S5_CONFIGS if sweep else S5_CONFIGS[:1]):
+            ks5.CONFIG.update(cfg)
+            t_f, t_fb, peak = _time_s5(lam, log_dt, bu, gaps)
+            row.setdefault("sweep", []).append(dict(cfg, fwd_ms=t_f, fwdbwd_ms=t_fb))
+            if best is None or t_f + t_fb < best[0] + best[1]:
+                best = (t_f, t_fb, peak, dict(cfg))
+        ks5.CONFIG.update(S5_CONFIGS[0])
+        t_f, t_fb, peak, cfg = best
+        try:
+            jt, xj = _jax_s5(lam, log_dt, bu, gaps)
+            row["err_jax_vs_ours"] = _rel(xj, ks5.S5ScanFn.apply(lam, log_dt, bu, gaps, None, "zoh"))
+        except Exception as exc:  # JAX missing or failing: keep our numbers
+            jt, row["jax_error"] = {"fwd": float("nan"), "fwdbwd": float("nan")}, repr(exc)[:200]
+        n = B * L * P * 8
+        row.update(best_cfg=cfg, fwd_ms=t_f, fwdbwd_ms=t_fb, peak_mem_fwdbwd_MB=peak / 1e6,
+                   jax_fwd_ms=jt["fwd"], jax_fwdbwd_ms=jt["fwdbwd"],
+                   anchor_readme_ms=S5_ANCHOR.get(name),
+                   speedup_fwd=jt["fwd"] / t_f, speedup_fwdbwd=jt["fwdbwd"] / t_fb,
+                   floor_fwd_ms=2 * n / bw * 1e3, floor_fwdbwd_ms=6 * n / bw * 1e3)
+        row["pct_floor_fwd"] = 100 * row["floor_fwd_ms"] / t_f
+        row["pct_floor_fwdbwd"] = 100 * row["floor_fwdbwd_ms"] / t_fb
+        rows.append(row)
+    return rows
+
+
+def _graph_us(fn):
+    """Median microseconds of replaying a CUDA graph that holds one call of ``fn``."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return 1e3 * do_bench(g.replay, return_mode="median")
+
+
+def _step_inputs(batch, dim, N, seed=1):
+    gen = torch.Generator(device=DEV).manual_seed(seed)
+    r = lambda *s: torch.randn(*s, device=DEV, generator=gen)  # noqa: E731
+    return dict(state=r(batch, dim, N), x=r(batch, dim), dt=r(batch, dim) - 3.0,
+                A=-0.5 - torch.rand(dim, N, device=DEV, generator=gen), B=r(batch, N),
+                C=r(batch, N), D=r(dim), z=r(batch, dim), dt_bias=0.1 * r(dim))
+
+
+def check_and_time_step(cases, bw=None):
+    """Rows for selective_state_update: cases = [(name, batch, dim, N)]."""
+    bw = bw or copy_bandwidth()
+    try:
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update as mamba_ssu
+    except Exception as exc:  # anchor missing
+        mamba_ssu, anchor_err = None, repr(exc)[:200]
+    rows = []
+    for name, batch, dim, N in cases:
+        d = _step_inputs(batch, dim, N)
+        row = dict(kernel="selective_state_update", case=name, batch=batch, dim=dim, N=N)
+        st = d["state"].clone()
+        poison(4 * batch * dim * 4)
+        out = kstep.selective_state_update(st, d["x"], d["dt"], d["A"], d["B"], d["C"], d["D"],
+                                           d["z"], d["dt_bias"], True)
+        st64 = d["state"].double()
+        ref = selective_state_update_ref(st64, *(d[k].double() for k in ("x", "dt", "A", "B", "C",
+                                                                         "D", "z", "dt_bias")), True)
+        row.update(err_out=_rel(out, ref), err_state=_rel(st, st64))
+        args = [d[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias")]
+        st_o = d["state"].clone()
+        ours = lambda: kstep._ssu_launch(st_o, *args, True, None, 0)  # noqa: E731
+        for cfg in STEP_CONFIGS:
+            kstep.STEP_CONFIG.update(cfg)
+            row.setdefault("sweep", []).append(dict(cfg, us=_graph_us(ours)))
+        kstep.STEP_CONFIG.update(STEP_CONFIGS[0])
+        row["default_us"] = row["sweep"][0]["us"]
+        best = min(row["sweep"], key=lambda r: r["us"])
+        row["ours_us"], row["best_cfg"] = best["us"], best
+        if mamba_ssu is not None:
+            st_m = d["state"].clone()
+            out_m = mamba_ssu(st_m, *args[:6], z=args[6], dt_bias=args[7], dt_softplus=True)
+            row["err_mamba_out"] = _rel(out_m, ref)
+            row["mamba_us"] = _graph_us(lambda: mamba_ssu(st_m, *args[:6], z=args[6],
+                                                          dt_bias=args[7], dt_softplus=True))
+        else:
+            row["mamba_us"], row["mamba_error"] = float("nan"), anchor_err
+        row["anchor_readme_us"] = STEP_ANCHOR.get(name)
+        row["speedup"] = row["mamba_us"] / row["ours_us"]
+        nbytes = 4 * (2 * batch * dim * N + dim * N + 2 * batch * N + 4 * batch * dim + 2 * dim)
+        row["floor_us"] = nbytes / bw * 1e6
+        row["pct_floor"] = 100 * row["floor_us"] / row["ours_us"]
+        rows.append(row)
+    return rows
+
+
+def time_s5_step(cases):
+    """Graph-replayed S5 step (no anchor): cases = [(name, batch, P)]."""
+    rows = []
+    for name, batch, P in cases:
+        lam, log_dt, bu, gaps = _s5_inputs(batch, 1, P, seed=2)
+        st = torch.randn(batch, P, dtype=torch.complex64, device=DEV)
+        us = _graph_us(lambda: kstep._s5_step_launch(st, bu[:, 0], lam, log_dt, gaps[:, 0], "zoh"))
+        rows.append(dict(kernel="s5_step", case=name, batch=batch, P=P, ours_us=us))
+    return rows
+
+
+def main():
+    info = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                triton=triton.__version__)
+    bw = copy_bandwidth()
+    info["copy_bandwidth_TBps"] = bw / 1e12
+    print(info, flush=True)
+    s5 = check_and_time_s5([("S5-A", 8, 4096, 1024), ("TS-S5", 64, 1024, 64),
+                            ("S5-B", 32, 1024, 256)], bw)
+    step = check_and_time_step([("step-1", 1, 5120, 16), ("step-64", 64, 5120, 16),
+                                ("step-1024", 1024, 256, 16)], bw)
+    s5s = time_s5_step([("s5step-1", 1, 1024), ("s5step-64", 64, 1024), ("s5step-1024", 1024, 256)])
+    out = os.environ.get("OUT", ".")
+    with open(os.path.join(out, "s5_step.json"), "w") as f:
+        json.dump(dict(info=info, s5=s5, step=step, s5_step=s5s), f, indent=1)
+    print("\nS5 scan (ms; ratio = JAX / ours; floor at measured copy bandwidth)")
+    for r in s5:
+        print(f"{r['case']:6s} fwd {r['fwd_ms']:.3f} vs JAX {r['jax_fwd_ms']:.3f} "
+              f"({r['speedup_fwd']:.1f}x, {r['pct_floor_fwd']:.0f}% floor) | fwd+bwd "
+              f"{r['fwdbwd_ms']:.3f} vs {r['jax_fwdbwd_ms']:.3f} ({r['speedup_fwdbwd']:.1f}x, "
+              f"{r['pct_floor_fwdbwd']:.0f}% floor) | peak {r['peak_mem_fwdbwd_MB']:.0f} MB | err "
+              f"x {r['err_x']:.1e} dL {r['err_dLambda']:.1e} ddt {r['err_dlog_dt']:.1e} "
+              f"dBu {r['err_dBu']:.1e} | cfg {r['best_cfg']}")
+        for s in r["sweep"]:
+            print("    ", s)
+    print("\nStep (us, CUDA graph replay; ratio = mamba / ours)")
+    for r in step:
+        print(f"{r['case']:9s} ours {r['ours_us']:.2f} mamba {r['mamba_us']:.2f} "
+              f"({r['speedup']:.2f}x) readme {r['anchor_readme_us']} | {r['pct_floor']:.0f}% floor"
+              f" | err out {r['err_out']:.1e} state {r['err_state']:.1e} "
+              f"mamba err {r.get('err_mamba_out', float('nan')):.1e} | default {r['default_us']:.2f}"
+              f" best {r['best_cfg']}")
+    for r in s5s:
+        print(f"{r['case']:12s} ours {r['ours_us']:.2f} us")
+
+
+if __name__ == "__main__":
+    main()

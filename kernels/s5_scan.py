@@ -1,0 +1,396 @@
+"""Triton S5 scan: complex diagonal recurrence with fused per-step discretisation.
+
+``x_t = Abar_t x_{t-1} + F_t Bu_t`` with ``Abar_t, F_t`` computed in registers from
+``Lambda`` (P,), ``log_dt`` (P,) and the time gaps (batch, L) -- the discretised
+(batch, L, P) tensors never reach global memory. Complex numbers travel as
+interleaved (re, im) planes (``torch.view_as_real``) and are split in registers.
+
+Forward: grid (batch, P blocks); each program walks L in chunks of ``CHUNK`` rows,
+scans a chunk with ``tl.associative_scan`` on the complex pair (a, b) with
+``(a1, b1) o (a2, b2) = (a2 a1, a2 b1 + b2)`` and carries the last state into the
+next chunk. Backward: the same walk from the end with the adjoint recurrence
+``g_t = conj(Abar_{t+1}) g_{t+1} + dL/dx_t`` (rows reversed so that the scan runs
+forwards); it reads the states ``x`` the forward wrote (the forward output, kept by
+autograd: no extra memory beyond the output) for ``dL/dAbar_t = conj(x_{t-1}) g_t``.
+Gradients of ``Lambda``/``log_dt`` are summed over L in registers and written per
+(batch, P); the sum over batch is a torch reduction (deterministic, no atomics).
+
+Gradients follow PyTorch's convention for complex tensors (conjugate Wirtinger:
+``grad = dL/dRe + i dL/dIm``); ``gaps`` get no gradient. The projection
+``y = 2 Re(x C^T) + D u`` is not fused: it is a torch matmul on the kernel's states.
+The plain-torch twin is ``ssmts.ssm.s5_ref.s5_scan_ref``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ssmts.ssm.s5_ref import _complex_dtype, _project, check_s5_args, s5_scan_ref
+
+__all__ = ["s5_scan", "S5ScanFn", "CONFIG"]
+
+# fixed launch configuration (deterministic; the benchmark may override it)
+CONFIG = {"CHUNK": 16, "BLOCK_P": 16, "num_warps": 2, "PREFETCH": True}  # best of the H100 sweep
+
+
+@triton.jit
+def _cmul(ar, ai, br, bi):
+    """(ar + i ai)(br + i bi)."""
+    return ar * br - ai * bi, ar * bi + ai * br
+
+
+@triton.jit
+def _combine(a1r, a1i, b1r, b1i, a2r, a2i, b2r, b2i):
+    """Compose x -> a1 x + b1 then x -> a2 x + b2."""
+    ar, ai = _cmul(a2r, a2i, a1r, a1i)
+    br, bi = _cmul(a2r, a2i, b1r, b1i)
+    return ar, ai, br + b2r, bi + b2i
+
+
+@triton.jit
+def _hstep(sr, si, zr, zi, c):
+    """One Horner step s * z + c (complex s, z; real c)."""
+    return sr * zr - si * zi + c, sr * zi + si * zr
+
+
+@triton.jit
+def _phi1_series(zr, zi):
+    """phi1(z) = (e^z - 1)/z = sum_k z^k/(k+1)!, accurate for |z| <= 0.5."""
+    sr, si = _hstep(zr * 0 + 2.755731922398589e-07, zi * 0, zr, zi, 2.7557319223985893e-06)
+    sr, si = _hstep(sr, si, zr, zi, 2.48015873015873e-05)
+    sr, si = _hstep(sr, si, zr, zi, 1.984126984126984e-04)
+    sr, si = _hstep(sr, si, zr, zi, 1.388888888888889e-03)
+    sr, si = _hstep(sr, si, zr, zi, 8.333333333333333e-03)
+    sr, si = _hstep(sr, si, zr, zi, 4.1666666666666664e-02)
+    sr, si = _hstep(sr, si, zr, zi, 0.16666666666666666)
+    sr, si = _hstep(sr, si, zr, zi, 0.5)
+    return _hstep(sr, si, zr, zi, 1.0)
+
+
+@triton.jit
+def _dphi1_series(zr, zi):
+    """phi1'(z) = sum_m (m+1) z^m/(m+2)!, accurate for |z| <= 0.5."""
+    sr, si = _hstep(zr * 0 + 2.48015873015873e-06, zi * 0, zr, zi, 2.2045855379188714e-05)
+    sr, si = _hstep(sr, si, zr, zi, 1.736111111111111e-04)
+    sr, si = _hstep(sr, si, zr, zi, 1.1904761904761906e-03)
+    sr, si = _hstep(sr, si, zr, zi, 6.944444444444444e-03)
+    sr, si = _hstep(sr, si, zr, zi, 3.3333333333333333e-02)
+    sr, si = _hstep(sr, si, zr, zi, 0.125)
+    sr, si = _hstep(sr, si, zr, zi, 0.3333333333333333)
+    return _hstep(sr, si, zr, zi, 0.5)
+
+
+@triton.jit
+def _cexp(zr, zi):
+    m = tl.exp(zr)
+    return m * tl.cos(zi), m * tl.sin(zi)
+
+
+@triton.jit
+def _cdiv(ar, ai, br, bi):
+    """(ar + i ai) / (br + i bi)."""
+    inv = 1.0 / (br * br + bi * bi)
+    return (ar * br + ai * bi) * inv, (ai * br - ar * bi) * inv
+
+
+@triton.jit
+def _discretize(lr, li, delta, METHOD: tl.constexpr):
+    """Abar and F for Lambda = lr + i li, step delta: x_t = Abar x + F Bu (ZOH=0, bilinear=1)."""
+    zr = lr * delta
+    zi = li * delta
+    if METHOD == 0:
+        ar, ai = _cexp(zr, zi)
+        sr, si = _phi1_series(zr, zi)
+        cr, ci = _cdiv(ar - 1.0, ai, zr, zi)
+        small = zr * zr + zi * zi < 0.25
+        fr = tl.where(small, sr, cr) * delta
+        fi = tl.where(small, si, ci) * delta
+    else:
+        dr = 1.0 - 0.5 * zr
+        di = -0.5 * zi
+        ar, ai = _cdiv(1.0 + 0.5 * zr, 0.5 * zi, dr, di)
+        fr, fi = _cdiv(delta, delta * 0, dr, di)
+    return ar, ai, fr, fi
+
+
+@triton.jit
+def _abar(lr, li, delta, METHOD: tl.constexpr):
+    """Abar only (see _discretize)."""
+    zr = lr * delta
+    zi = li * delta
+    if METHOD == 0:
+        ar, ai = _cexp(zr, zi)
+    else:
+        ar, ai = _cdiv(1.0 + 0.5 * zr, 0.5 * zi, 1.0 - 0.5 * zr, -0.5 * zi)
+    return ar, ai
+
+
+@triton.jit
+def _sensitivities(lr, li, delta, ar, ai, METHOD: tl.constexpr):
+    """M1, M2 with dAbar/dLambda = delta M1, dAbar/ddelta = Lambda M1, dF/dLambda = delta M2,
+    dF/ddelta = M1."""
+    zr = lr * delta
+    zi = li * delta
+    if METHOD == 0:
+        sr, si = _dphi1_series(zr, zi)
+        # closed form phi1'(z) = ((z - 1) Abar + 1) / z^2
+        nr, ni = _cmul(zr - 1.0, zi, ar, ai)
+        z2r, z2i = _cmul(zr, zi, zr, zi)
+        cr, ci = _cdiv(nr + 1.0, ni, z2r, z2i)
+        small = zr * zr + zi * zi < 0.25
+        return ar, ai, tl.where(small, sr, cr) * delta, tl.where(small, si, ci) * delta
+    d2r, d2i = _cmul(1.0 - 0.5 * zr, -0.5 * zi, 1.0 - 0.5 * zr, -0.5 * zi)
+    rr, ri = _cdiv(zr * 0 + 1.0, zi * 0, d2r, d2i)
+    return rr, ri, 0.5 * delta * rr, 0.5 * delta * ri
+
+
+@triton.jit
+def _load_c(ptr, offs, mask):
+    """Load an interleaved complex tile (offs point at the real parts) -> (re, im)."""
+    v = tl.load(ptr + offs[:, :, None] + tl.arange(0, 2)[None, None, :],
+                mask=mask[:, :, None], other=0.0)
+    return tl.split(v)
+
+
+@triton.jit
+def _store_c(ptr, offs, re, im, mask):
+    tl.store(ptr + offs[:, :, None] + tl.arange(0, 2)[None, None, :], tl.join(re, im),
+             mask=mask[:, :, None])
+
+
+@triton.jit
+def _last_row(v, rows, CHUNK: tl.constexpr):
+    return tl.sum(tl.where(rows[:, None] == CHUNK - 1, v, 0.0), axis=0)
+
+
+@triton.jit
+def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
+                        L, P, stride_b, stride_l, gstride_b,
+                        METHOD: tl.constexpr, HAS_GAPS: tl.constexpr, HAS_H0: tl.constexpr,
+                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, PREFETCH: tl.constexpr):
+    pid_b = tl.program_id(0)
+    offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = offs_p < P
+    lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
+    li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
+    dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
+    rows = tl.arange(0, CHUNK)
+    base = pid_b * stride_b + 2 * offs_p[None, :]
+    if PREFETCH:  # software pipelining: chunk k+1 is in flight while chunk k is scanned
+        pr, pi = _load_c(bu_ptr, base + rows[:, None] * stride_l,
+                         (rows < L)[:, None] & mask_p[None, :])
+    else:
+        pr = tl.zeros([CHUNK, BLOCK_P], dtype=lr.dtype)
+        pi = tl.zeros([CHUNK, BLOCK_P], dtype=lr.dtype)
+    if HAS_H0:
+        cr = tl.load(h0_ptr + pid_b * 2 * P + 2 * offs_p, mask=mask_p, other=0.0)
+        ci = tl.load(h0_ptr + pid_b * 2 * P + 2 * offs_p + 1, mask=mask_p, other=0.0)
+    else:
+        cr = tl.zeros([BLOCK_P], dtype=lr.dtype)
+        ci = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    for t0 in range(0, L, CHUNK):
+        t = t0 + rows
+        valid = t < L
+        mask = valid[:, None] & mask_p[None, :]
+        offs = base + t[:, None] * stride_l  # (CHUNK, BLOCK_P)
+        if PREFETCH:
+            bur, bui = pr, pi
+            pr, pi = _load_c(bu_ptr, offs + CHUNK * stride_l,
+                             ((t + CHUNK) < L)[:, None] & mask_p[None, :])
+        else:
+            bur, bui = _load_c(bu_ptr, offs, mask)
+        if HAS_GAPS:
+            g = tl.load(gaps_ptr + pid_b * gstride_b + t, mask=valid, other=1.0)
+            delta = dt0 * g[:, None].to(dt0.dtype)
+        else:
+            delta = dt0 + tl.zeros([CHUNK, 1], dtype=dt0.dtype)
+        ar, ai, fr, fi = _discretize(lr, li, delta, METHOD)
+        br, bi = _cmul(fr, fi, bur, bui)
+        ar = tl.where(valid[:, None], ar, 1.0)
+        ai = tl.where(valid[:, None], ai, 0.0)
+        ar, ai, br, bi = tl.associative_scan((ar, ai, br, bi), 0, _combine)
+        xr, xi = _cmul(ar, ai, cr[None, :], ci[None, :])
+        xr += br
+        xi += bi
+        _store_c(x_ptr, offs, xr, xi, mask)
+        cr = _last_row(xr, rows, CHUNK)
+        ci = _last_row(xi, rows, CHUNK)
+
+
+@triton.jit
+def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_ptr,
+                        gbu_ptr, glam_ptr, gdt_ptr, gh0_ptr,
+                        L, P, stride_b, stride_l, gstride_b,
+                        METHOD: tl.constexpr, HAS_GAPS: tl.constexpr, HAS_H0: tl.constexpr,
+                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr):
+    pid_b = tl.program_id(0)
+    offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = offs_p < P
+    lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
+    li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
+    dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
+    cr = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    ci = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    acc_lr = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    acc_li = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    acc_dt = tl.zeros([BLOCK_P], dtype=lr.dtype)
+    rows = tl.arange(0, CHUNK)
+    base = pid_b * stride_b + 2 * offs_p[None, :]
+    for k in range(0, tl.cdiv(L, CHUNK)):
+        t = L - 1 - k * CHUNK - rows  # row r holds time t (reversed)
+        valid = t >= 0
+        mask = valid[:, None] & mask_p[None, :]
+        offs = base + t[:, None] * stride_l  # (CHUNK, BLOCK_P)
+        gxr, gxi = _load_c(gx_ptr, offs, mask)
+        bur, bui = _load_c(bu_ptr, offs, mask)
+        mprev = mask & (t[:, None] >= 1)
+        xpr, xpi = _load_c(x_ptr, offs - stride_l, mprev)
+        if HAS_H0:
+            first = mask & (t[:, None] == 0)
+            hr, hi = _load_c(h0_ptr, pid_b * 2 * P + 2 * offs_p[None, :] + t[:, None] * 0, first)
+            xpr += hr
+            xpi += hi
+        if HAS_GAPS:
+            g = tl.load(gaps_ptr + pid_b * gstride_b + t, mask=valid, other=1.0)
+            gn = tl.load(gaps_ptr + pid_b * gstride_b + t + 1, mask=valid & (t + 1 < L), other=1.0)
+            delta = dt0 * g[:, None].to(dt0.dtype)
+            dnext = dt0 * gn[:, None].to(dt0.dtype)
+        else:
+            delta = dt0 + tl.zeros([CHUNK, 1], dtype=dt0.dtype)
+            dnext = delta
+        anr, ani = _abar(lr, li, dnext, METHOD)
+        anr = tl.where(valid[:, None], anr, 1.0)
+        ani = tl.where(valid[:, None], -ani, 0.0)  # conj(Abar_{t+1})
+        anr, ani, bsr, bsi = tl.associative_scan((anr, ani, gxr, gxi), 0, _combine)
+        gr, gi = _cmul(anr, ani, cr[None, :], ci[None, :])
+        gr += bsr
+        gi += bsi
+        cr = _last_row(gr, rows, CHUNK)
+        ci = _last_row(gi, rows, CHUNK)
+        ar, ai, fr, fi = _discretize(lr, li, delta, METHOD)
+        _store_c(gbu_ptr, offs, fr * gr + fi * gi, fr * gi - fi * gr, mask)  # conj(F) g
+        gar, gai = _cmul(xpr, -xpi, gr, gi)  # conj(x_{t-1}) g
+        gfr, gfi = _cmul(bur, -bui, gr, gi)  # conj(Bu_t) g
+        m1r, m1i, m2r, m2i = _sensitivities(lr, li, delta, ar, ai, METHOD)
+        t1r, t1i = _cmul(m1r, -m1i, gar, gai)
+        t2r, t2i = _cmul(m2r, -m2i, gfr, gfi)
+        acc_lr += tl.sum(delta * (t1r + t2r), axis=0)
+        acc_li += tl.sum(delta * (t1i + t2i), axis=0)
+        # Re(conj(M1) (conj(Lambda) gA + gF))
+        ur, ui = _cmul(lr, -li, gar, gai)
+        acc_dt += tl.sum(delta * (m1r * (ur + gfr) + m1i * (ui + gfi)), axis=0)
+    gl_offs = pid_b * 2 * P + 2 * offs_p
+    tl.store(glam_ptr + gl_offs, acc_lr, mask=mask_p)
+    tl.store(glam_ptr + gl_offs + 1, acc_li, mask=mask_p)
+    tl.store(gdt_ptr + pid_b * P + offs_p, acc_dt, mask=mask_p)
+    if HAS_H0:  # dL/dh0 = conj(Abar_0) g_0
+        if HAS_GAPS:
+            g0 = tl.load(gaps_ptr + pid_b * gstride_b).to(dt0.dtype)
+        else:
+            g0 = 1.0
+        a0r, a0i = _abar(lr, li, dt0 * g0, METHOD)
+        hr, hi = _cmul(a0r, -a0i, cr[None, :], ci[None, :])
+        tl.store(gh0_ptr + gl_offs, tl.sum(hr, axis=0), mask=mask_p)
+        tl.store(gh0_ptr + gl_offs + 1, tl.sum(hi, axis=0), mask=mask_p)
+
+
+def _launch_cfg(P: int):
+    cfg = dict(CONFIG)
+    cfg["BLOCK_P"] = min(cfg["BLOCK_P"], triton.next_power_of_2(P))
+    return cfg
+
+
+def _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method):
+    """Launch the forward kernel; all inputs contiguous, one complex/real dtype. -> x (b, L, P)."""
+    batch, length, P = Bu.shape
+    x = torch.empty_like(Bu)
+    bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
+    cfg = _launch_cfg(P)
+    grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
+    _s5_scan_fwd_kernel[grid](
+        torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
+        torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),
+        length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
+        METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
+        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], PREFETCH=cfg["PREFETCH"],
+        num_warps=cfg["num_warps"])
+    return x
+
+
+def _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, method):
+    """Launch the backward kernel -> (gLambda (P,), glog_dt (P,), gBu (b, L, P), gh0 (b, P))."""
+    batch, length, P = Bu.shape
+    rdt = log_dt.dtype
+    gbu = torch.empty_like(Bu)
+    glam = torch.empty(batch, P, dtype=Bu.dtype, device=Bu.device)
+    gdt = torch.empty(batch, P, dtype=rdt, device=Bu.device)
+    gh0 = torch.empty(batch, P, dtype=Bu.dtype, device=Bu.device) if h0 is not None else None
+    bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
+    cfg = _launch_cfg(P)
+    grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
+    _s5_scan_bwd_kernel[grid](
+        torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
+        torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),
+        torch.view_as_real(gx), torch.view_as_real(gbu), torch.view_as_real(glam), gdt,
+        torch.view_as_real(gh0) if gh0 is not None else gdt,
+        length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
+        METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
+        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], num_warps=cfg["num_warps"])
+    return glam.sum(0), gdt.sum(0), gbu, gh0
+
+
+class S5ScanFn(torch.autograd.Function):
+    """Autograd wrapper: inputs already validated, contiguous and of one precision."""
+
+    @staticmethod
+    def forward(ctx, Lambda, log_dt, Bu, gaps, h0, method):
+        x = _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method)
+        ctx.save_for_backward(Lambda, log_dt, Bu, gaps, h0, x)
+        ctx.method = method
+        return x
+
+    @staticmethod
+    def backward(ctx, gx):
+        Lambda, log_dt, Bu, gaps, h0, x = ctx.saved_tensors
+        gx = torch.zeros_like(x) if gx is None else gx.to(x.dtype).contiguous()
+        glam, gdt, gbu, gh0 = _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, ctx.method)
+        return glam, gdt, gbu, None, gh0, None
+
+
+def s5_scan(Lambda, log_dt, Bu, gaps=None, C=None, D=None, u=None, method: str = "zoh",
+            h0=None, return_last_state: bool = False):
+    """S5 scan on the GPU (Triton); same signature and returns as ``s5_scan_ref``.
+
+    Parameters
+    ----------
+    Lambda : complex tensor, shape (P,)
+    log_dt : real tensor, shape (P,)
+    Bu : complex tensor, shape (batch, L, P)
+    gaps : real tensor, shape (batch, L), optional (no gradient flows to it)
+    C : complex tensor, shape (H, P), optional
+    D : real tensor, shape (H,), optional
+    u : real tensor, shape (batch, L, H), optional
+    method : {"zoh", "bilinear"}
+    h0 : complex tensor, shape (batch, P), optional
+    return_last_state : bool
+
+    Returns
+    -------
+    out : complex tensor, shape (batch, L, P) (states) or real tensor, shape (batch, L, H)
+    last_state : complex tensor, shape (batch, P), if ``return_last_state``
+        complex64 (complex128 if any input is 64-bit; the kernel then runs in float64).
+    """
+    Lambda, log_dt, Bu, gaps, C, D, u, h0 = check_s5_args(Lambda, log_dt, Bu, gaps, C, D, u,
+                                                          method, h0)
+    if Bu.shape[1] == 0:
+        return s5_scan_ref(Lambda, log_dt, Bu, gaps, C, D, u, method, h0, return_last_state)
+    cdt = _complex_dtype(Lambda, log_dt, Bu, gaps, C, h0)
+    rdt = torch.float64 if cdt == torch.complex128 else torch.float32
+    x = S5ScanFn.apply(
+        Lambda.to(cdt).contiguous(), log_dt.to(rdt).contiguous(), Bu.to(cdt).contiguous(),
+        None if gaps is None else gaps.to(rdt).contiguous(),
+        None if h0 is None else h0.to(cdt).contiguous(), method)
+    out = x if C is None else _project(x, C.to(cdt), D, u)
+    return (out, x[:, -1]) if return_last_state else out
