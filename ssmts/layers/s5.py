@@ -20,6 +20,8 @@ from torch import nn
 
 from ..ssm.hippo import s5_init
 from ..ssm.lti import LTISystem
+from ..ssm.dispatch import choose_backend
+from ..ssm.s5_ref import s5_scan
 from ..ssm.scan import linear_scan
 from .base import SSMLayer, init_log_dt
 
@@ -51,11 +53,15 @@ class S5(SSMLayer):
     activation : {"glu", "gelu", "identity"}
         Output nonlinearity: "glu" = GELU then a gated linear projection.
     dropout : float
+    backend : {"auto", "torch", "triton"}
+        Scan backend: the fused Triton S5 kernel on CUDA tensors ("auto"), or the
+        chunked torch scan.
     """
 
     def __init__(self, d_model: int, d_state: int = 64, blocks: int = 1,
                  discretization: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 bidirectional: bool = False, activation: str = "glu", dropout: float = 0.0):
+                 bidirectional: bool = False, activation: str = "glu", dropout: float = 0.0,
+                 backend: str = "auto"):
         super().__init__()
         if discretization not in ("zoh", "bilinear"):
             raise ValueError(f"discretization: expected 'zoh' or 'bilinear', got {discretization!r}")
@@ -64,7 +70,7 @@ class S5(SSMLayer):
         if not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"d_model: expected a positive int, got {d_model!r}")
         self.d_model, self.d_state, self.discretization = d_model, d_state, discretization
-        self.causal, self.activation = not bidirectional, activation
+        self.causal, self.activation, self.backend = not bidirectional, activation, backend
         init = s5_init(d_state, blocks=blocks, conj_sym=True)
         Lam = init.Lambda  # (P',) complex128
         Pp = Lam.shape[0]
@@ -114,8 +120,11 @@ class S5(SSMLayer):
 
     # ---- sequence mode -------------------------------------------------------------------
     def _scan(self, u, gaps, Bt, Ct):
-        Ab, fac = self._discrete(gaps)  # (b, L, P') or (P',)
         Bu = u.to(Bt.dtype) @ Bt.T  # (b, L, P')
+        if choose_backend(self.backend, Bu, "s5_scan", "s5_scan") == "triton":
+            return s5_scan(self.Lambda, self.log_dt, Bu, gaps, C=Ct, method=self.discretization,
+                           backend="triton")  # (b, L, H), fused kernel
+        Ab, fac = self._discrete(gaps)  # (b, L, P') or (P',)
         a = Ab.expand_as(Bu) if Ab.ndim == 1 else Ab
         x = linear_scan(a, fac * Bu)  # (b, L, P')
         return 2 * (x @ Ct.T).real  # (b, L, H)

@@ -1,4 +1,7 @@
-"""The one place that chooses how a selective scan is computed: Triton kernel or torch.
+"""The one place that chooses how a scan is computed: Triton kernel or torch.
+
+:func:`choose_backend` decides for every fused op (selective scan here; the S5 scan
+in :mod:`.s5_ref` and the streaming steps in :mod:`.step` call it too).
 
 ``backend="auto"`` picks ``"triton"`` when Triton imports and the tensors are on a
 CUDA device, otherwise ``"torch"``. A CUDA tensor without a usable Triton falls back
@@ -18,18 +21,20 @@ import torch
 
 from .selective import selective_scan_ref
 
-__all__ = ["selective_scan", "available_backends", "BACKENDS"]
+__all__ = ["selective_scan", "available_backends", "choose_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "triton", "torch")
-_warned_fallback = False
+_warned: set[str] = set()
 
 
-def _triton_status() -> tuple[bool, str]:
-    """(importable, reason) for ``ssmts.kernels.selective_scan``."""
+def _triton_status(module: str = "selective_scan") -> tuple[bool, str]:
+    """(importable, reason) for ``ssmts.kernels.<module>``."""
     try:
+        import importlib
+
         import triton  # noqa: F401
 
-        from ssmts.kernels import selective_scan as _k  # noqa: F401
+        importlib.import_module(f"ssmts.kernels.{module}")
     except Exception as exc:  # ImportError, or a broken Triton install
         return False, f"triton not importable ({type(exc).__name__}: {exc})"
     return True, "ok"
@@ -67,33 +72,52 @@ def _torch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                               return_last_state, gaps)
 
 
-def _choose(backend: str, u: torch.Tensor) -> str:
-    """Resolve ``backend`` to "triton" or "torch" for tensors on ``u.device``."""
-    global _warned_fallback
+def choose_backend(backend: str, u: torch.Tensor, what: str = "selective_scan",
+                   module: str = "selective_scan") -> str:
+    """Resolve ``backend`` to "triton" or "torch" for op ``what`` on tensors like ``u``.
+
+    Parameters
+    ----------
+    backend : {"auto", "triton", "torch"}
+    u : tensor
+        A representative input (its device decides "auto").
+    what : str
+        The op's name, for messages.
+    module : str
+        The kernel module in ``ssmts.kernels`` that must import for "triton".
+
+    Raises
+    ------
+    ValueError
+        Unknown ``backend``, or "triton" forced where it cannot run.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
-    ok, why = _triton_status()
+    ok, why = _triton_status(module)
     if backend == "triton":
         if not ok:
-            raise ValueError(f"backend='triton' requested but {why}; install triton or use "
-                             "backend='torch'")
+            raise ValueError(f"backend='triton' requested for {what} but {why}; install triton "
+                             "or use backend='torch'")
         if not u.is_cuda and not _interpreting():
-            raise ValueError("backend='triton' needs CUDA tensors (got device "
+            raise ValueError(f"backend='triton' needs CUDA tensors for {what} (got device "
                              f"{u.device}); move them to a GPU, set TRITON_INTERPRET=1 to run "
                              "the kernel in the interpreter, or use backend='torch'")
         return "triton"
     if not u.is_cuda:
         return "torch"
     if not ok:
-        if not _warned_fallback:
-            warnings.warn(f"selective_scan: CUDA tensors but {why}; falling back to the torch "
+        if what not in _warned:
+            warnings.warn(f"{what}: CUDA tensors but {why}; falling back to the torch "
                           "path (much slower). Install triton to use the fused kernel.",
                           RuntimeWarning, stacklevel=3)
-            _warned_fallback = True
+            _warned.add(what)
         return "torch"
     return "triton"
+
+
+_choose = choose_backend
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

@@ -17,9 +17,6 @@ chooses between the two (``backend="auto"|"triton"|"torch"``).
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import torch
 
 from ._validate import as_tensor, check_finite, check_positive, check_shape, check_stable
@@ -27,7 +24,6 @@ from ._validate import as_tensor, check_finite, check_positive, check_shape, che
 __all__ = ["s5_scan_ref", "s5_scan", "discretize_s5", "check_s5_args"]
 
 _METHODS = ("zoh", "bilinear")
-_WARNED: set[str] = set()
 
 
 def _complex_dtype(*ts: torch.Tensor | None) -> torch.dtype:
@@ -169,38 +165,11 @@ def s5_scan_ref(Lambda, log_dt, Bu, gaps=None, C=None, D=None, u=None, method: s
 
 
 def _pick_backend(backend: str, tensors, what: str) -> str:
-    """Return "triton" or "torch" for ``backend`` in {"auto", "triton", "torch"}.
+    """"triton" or "torch" for ``what``: :func:`ssmts.ssm.dispatch.choose_backend` decides."""
+    from .dispatch import choose_backend
 
-    ``auto`` takes Triton when the tensors are on a CUDA device and Triton
-    imports, else torch (with one warning when on CUDA without Triton).
-    ``triton`` on CPU tensors needs ``TRITON_INTERPRET=1``.
-    """
-    if backend not in ("auto", "triton", "torch"):
-        raise ValueError(f"backend: expected 'auto', 'triton' or 'torch', got {backend!r}")
-    if backend == "torch":
-        return "torch"
-    on_cuda = all(t.is_cuda for t in tensors if isinstance(t, torch.Tensor))
-    try:
-        import triton  # noqa: F401
-        have_triton = True
-    except ImportError:
-        have_triton = False
-    if backend == "triton":
-        if not have_triton:
-            raise ValueError(f"backend: 'triton' asked for {what} but triton is not installed; "
-                             "pip install triton or use backend='torch'")
-        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(f"backend: 'triton' needs CUDA tensors for {what} (or set "
-                             "TRITON_INTERPRET=1 to run the kernel on CPU); move the inputs "
-                             "with .cuda() or use backend='torch'")
-        return "triton"
-    if on_cuda and have_triton:
-        return "triton"
-    if on_cuda and what not in _WARNED:
-        _WARNED.add(what)
-        warnings.warn(f"{what}: triton is not installed; using the torch reference "
-                      "(slow on long sequences)", stacklevel=3)
-    return "torch"
+    module = "s5_scan" if what == "s5_scan" else "step"
+    return choose_backend(backend, tensors[0], what, module)
 
 
 def s5_scan(Lambda, log_dt, Bu, gaps=None, C=None, D=None, u=None, method: str = "zoh",
@@ -208,7 +177,7 @@ def s5_scan(Lambda, log_dt, Bu, gaps=None, C=None, D=None, u=None, method: str =
     """S5 scan, dispatched to the Triton kernel or the torch reference.
 
     Same arguments and returns as :func:`s5_scan_ref`, plus
-    ``backend : {"auto", "triton", "torch"}`` (see ``_pick_backend``).
+    ``backend : {"auto", "triton", "torch"}`` (see :func:`ssmts.ssm.dispatch.choose_backend`).
     """
     if _pick_backend(backend, (Lambda, log_dt, Bu), "s5_scan") == "triton":
         from ssmts.kernels.s5_scan import s5_scan as _kernel

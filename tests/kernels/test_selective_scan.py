@@ -171,8 +171,9 @@ def test_dispatch_warns_once_when_triton_missing_on_cuda(monkeypatch):
     class FakeCuda:
         is_cuda = True
 
-    monkeypatch.setattr(dispatch, "_triton_status", lambda: (False, "triton not importable"))
-    monkeypatch.setattr(dispatch, "_warned_fallback", False)
+    monkeypatch.setattr(dispatch, "_triton_status",
+                        lambda module="selective_scan": (False, "triton not importable"))
+    monkeypatch.setattr(dispatch, "_warned", set())
     with pytest.warns(RuntimeWarning, match="falling back"):
         assert dispatch._choose("auto", FakeCuda()) == "torch"
     import warnings
