@@ -1,1 +1,5 @@
-"""ssmts.estimators"""
+"""ssmts.estimators: the scikit-learn face of ssmts."""
+
+from ssmts.estimators.forecaster import SSMForecaster
+
+__all__ = ["SSMForecaster"]
