@@ -10,11 +10,16 @@ reduce to it once discretised (``a_t = exp(Δ_t A)``, ``b_t = B̄_t u_t``).
   ``(a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2)`` (Hillis-Steele, any length),
   differentiated by autograd.
 * ``linear_scan_chunked`` - the fast CPU path: time is cut into chunks of ``T``
-  steps; all chunks advance together through ``T`` vectorised steps, the chunk
-  carries are propagated across the ``L / T`` chunks, and a final fix-up adds
-  ``cumprod(a) * carry``. Its backward is the same chunked pass run backwards
-  in time (the adjoint recurrence), so neither direction has per-step autograd
-  nodes. No quantity is ever divided by a cumulative product (they underflow).
+  steps, and all chunks advance together through ``T`` vectorised steps twice:
+  first from a zero state (giving each chunk's end state and product of ``a``),
+  then, once the carries have crossed the ``L / T`` chunks one step per chunk,
+  from each chunk's true entry state straight into the output. Its backward is
+  the same scheme run backwards in time on the adjoint recurrence, so neither
+  direction builds per-step autograd nodes: about ``3 sqrt(L)`` vectorised
+  steps each way instead of ``L``. Nothing is ever divided by a cumulative
+  product (they underflow). NaN/inf in ``a``/``b`` is detected on the final
+  state (non-finite values always propagate there) and then located in the
+  inputs, so the common case costs no extra pass over the data.
 
 ``linear_scan`` dispatches between them. All public functions validate their
 inputs once; the private helpers work on a time-first layout and trust them.
@@ -52,15 +57,8 @@ def _result_dtype(*ts: torch.Tensor | None) -> torch.dtype:
     return dtype
 
 
-def _prepare(a, b, h0, dim):
-    """Validate and move to the time-first layout used by the private helpers.
-
-    Returns ``a`` of shape (L, *rest_a) (time expanded to L, other dims
-    broadcastable to rest), ``b`` of shape (L, *rest), ``h0`` of shape (*rest)
-    or None, all of one dtype, and the normalised ``dim``.
-    """
-    a, b = as_tensor(a, "a"), as_tensor(b, "b")
-    h0 = None if h0 is None else as_tensor(h0, "h0")
+def _check_args(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, dim) -> int:
+    """Raise ``ValueError`` naming a, b, h0 or dim on a shape/device problem; return dim >= 0."""
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise ValueError(f"dim: expected an int (the time axis of b), got {type(dim).__name__}")
     if b.ndim < 1:
@@ -68,8 +66,7 @@ def _prepare(a, b, h0, dim):
     if not -b.ndim <= dim < b.ndim:
         raise ValueError(f"dim: {dim} is out of range for b with shape {tuple(b.shape)}")
     dim %= b.ndim
-    length = b.shape[dim]
-    if length == 0:
+    if b.shape[dim] == 0:
         raise ValueError(f"b: the time axis (dim={dim}) has length 0; pass at least one step")
     try:
         ok = a.ndim <= b.ndim and torch.broadcast_shapes(a.shape, b.shape) == b.shape
@@ -89,7 +86,22 @@ def _prepare(a, b, h0, dim):
     for name, t in (("a", a), ("h0", h0)):
         if t is not None and t.device != b.device:
             raise ValueError(f"{name}: on {t.device} but b is on {b.device}; move both to one device")
-    for name, t in (("a", a), ("b", b), ("h0", h0)):
+    return dim
+
+
+def _prepare(a, b, h0, dim, check_values: bool = True):
+    """Validate and move to the time-first layout used by the private helpers.
+
+    Returns ``a`` of shape (L, *rest_a) (time expanded to L, other dims
+    broadcastable to rest), ``b`` of shape (L, *rest), ``h0`` of shape (*rest)
+    or None, all of one dtype, and the normalised ``dim``. With
+    ``check_values=False`` only ``h0`` is checked for NaN/inf here (the chunked
+    scan checks ``a`` and ``b`` on its small intermediates instead).
+    """
+    a, b = as_tensor(a, "a"), as_tensor(b, "b")
+    h0 = None if h0 is None else as_tensor(h0, "h0")
+    dim = _check_args(a, b, h0, dim)
+    for name, t in (("a", a), ("b", b), ("h0", h0)) if check_values else (("h0", h0),):
         if t is not None:
             _check_finite_fast(t.detach(), name)
     dtype = _result_dtype(a, b, h0)
@@ -97,7 +109,7 @@ def _prepare(a, b, h0, dim):
     h0 = None if h0 is None else h0.to(dtype)
     a = a.reshape((1,) * (b.ndim - a.ndim) + a.shape)  # same ndim as b
     a, b = a.movedim(dim, 0), b.movedim(dim, 0)  # (La, *rest_a), (L, *rest)
-    a = a.expand((length,) + a.shape[1:])  # (L, *rest_a), a view
+    a = a.expand((b.shape[0],) + a.shape[1:])  # (L, *rest_a), a view
     return a, b, h0, dim
 
 
@@ -134,97 +146,141 @@ def _scan_parallel(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) ->
 
 # ----------------------------------------------------------------------------- chunked
 def _default_chunk(length: int) -> int:
-    """About sqrt(L) steps per chunk; a divisor of L in [T/2, 2T] avoids padding."""
-    target = max(1, round(math.sqrt(length)))
-    for off in range(target):
-        for cand in (target - off, target + off):
-            if target // 2 <= cand <= 2 * target and cand >= 1 and length % cand == 0:
-                return cand
-    return target
+    """About sqrt(L) steps per chunk: balances steps within chunks against chunks."""
+    return max(1, round(math.sqrt(length)))
 
 
-def _chunk_pass(a, b, h0, chunk: int, out: torch.Tensor, reverse: bool = False) -> None:
-    """Write all states of the recurrence into ``out`` (no autograd; trusts its inputs).
+def _sweep(coef, inp, state, outs=None):
+    """Run ``state = inp[i] + coef[i] * state`` over lists of equal-shape slices.
 
-    a : (L, *ra) broadcastable to rest; b, out : (L, *rest); h0 : (*rest) or None.
-    ``reverse`` runs ``h_t = a_t h_{t+1} + b_t`` from ``t = L-1`` down, ``h_L = h0``.
+    Writes each state into ``outs[i]`` when given, else ping-pongs between two
+    scratch buffers (no allocation per step). Returns the final state.
+    """
+    if outs is None:
+        bufs = (torch.empty_like(state), torch.empty_like(state))
+        outs = [bufs[i % 2] for i in range(len(inp))]
+        if len(inp):
+            state = bufs[1].copy_(state)  # never alias the caller's tensor
+    for i, (c, x) in enumerate(zip(coef, inp)):
+        state = torch.addcmul(x, c, state, out=outs[i])
+    return state
 
-    Two sweeps over the ``T`` steps of all chunks at once: the first finds each
-    chunk's end state from a zero start, the carries then cross the chunks one
-    step per chunk (scaled by the chunk's product of ``a``), and the second sweep
-    recomputes every chunk from its true entry state straight into ``out``.
+
+def _chunk_views(x, nc: int, chunk: int):
+    """(L, *s) -> T slices of shape (nc, *s) over the first nc*T steps (views)."""
+    return x[: nc * chunk].reshape((nc, chunk) + x.shape[1:]).unbind(1)  # T x (nc, *s)
+
+
+def _chunked_forward(a, b, h0, chunk: int, out: torch.Tensor):
+    """Fill ``out`` (L, *rest) with all states; trusts its inputs (see ``_prepare``).
+
+    Time is split into ``nc`` chunks of ``T`` steps plus a tail of ``L mod T``.
+    Sweep 1 finds every chunk's end state from a zero start; the carries cross
+    the chunks one step per chunk (scaled by the chunk's product of ``a``);
+    sweep 2 recomputes every chunk from its true entry state straight into
+    ``out``; the tail runs step by step. Returns (products of a per chunk
+    (nc, *ra), ok) where ``ok`` is False if a NaN/inf reached the last state.
     """
     length, rest = b.shape[0], b.shape[1:]
     chunk = min(chunk, length)
-    nc = -(-length // chunk)
-    pad = nc * chunk - length
-    work = out
-    if pad:  # neutral steps (a = 1, b = 0) appended at the end, both directions
-        a = torch.cat([a, a.new_ones((pad,) + a.shape[1:])])  # (nc*T, *ra)
-        b = torch.cat([b, b.new_zeros((pad,) + rest)])  # (nc*T, *rest)
-        work = b.new_empty(b.shape)
-    a_c = a.reshape((nc, chunk) + a.shape[1:])  # (nc, T, *ra)
-    b_c = b.reshape((nc, chunk) + rest)  # (nc, T, *rest)
-    w_c = work.view((nc, chunk) + rest)  # (nc, T, *rest), writes into work
-    a_s, b_s, w_s = a_c.unbind(1), b_c.unbind(1), w_c.unbind(1)  # T x (nc, *)
-    order = range(chunk - 1, -1, -1) if reverse else range(chunk)
-    # 1) end state of every chunk from a zero start (ping-pong buffers, no allocation per step)
-    bufs = (b.new_empty((nc,) + rest), b.new_empty((nc,) + rest))  # 2 x (nc, *rest)
-    end = bufs[0].copy_(b_s[order[0]])
-    for i, t in enumerate(order[1:]):
-        end = torch.addcmul(b_s[t], a_s[t], end, out=bufs[(i + 1) % 2])
-    # 2) carries: the state entering each chunk, one step per chunk
-    total = a_c.prod(1).unbind(0)  # nc x (*ra): product of a over the chunk
-    carry = bufs[1] if end is bufs[0] else bufs[0]  # (nc, *rest), the free buffer
-    ends, c_s = end.unbind(0), carry.unbind(0)
-    state = h0
-    for k in (range(nc - 1, -1, -1) if reverse else range(nc)):
-        if state is None:
-            c_s[k].zero_()
-            state = ends[k]
-        else:
-            c_s[k].copy_(state)
-            state = torch.addcmul(ends[k], total[k], state)
-    # 3) every chunk again, from its entry state, into the output
-    prev = torch.addcmul(b_s[order[0]], a_s[order[0]], carry, out=w_s[order[0]])
-    for t in order[1:]:
-        prev = torch.addcmul(b_s[t], a_s[t], prev, out=w_s[t])
-    if pad:
-        out.copy_(work[:length])
+    nc, main = length // chunk, (length // chunk) * chunk
+    a_s, b_s, w_s = (_chunk_views(x, nc, chunk) for x in (a, b, out))
+    # sweep 1: chunk end states from zero; products of a over each chunk
+    end = _sweep(a_s[1:], b_s[1:], b_s[0])
+    total = a[:main].reshape((nc, chunk) + a.shape[1:]).prod(1)  # (nc, *ra)
+    # carries: entry[k] is the state entering chunk k, entry[nc] the one leaving the last
+    entry = torch.empty((nc + 1,) + rest, dtype=b.dtype, device=b.device)  # (nc+1, *rest)
+    if h0 is None:
+        entry[0].zero_()
+    else:
+        entry[0].copy_(h0)
+    e_s = entry.unbind(0)
+    for k, (end_k, total_k) in enumerate(zip(end.unbind(0), total.unbind(0))):
+        torch.addcmul(end_k, total_k, e_s[k], out=e_s[k + 1])
+    # sweep 2: every chunk again from its entry state, into out
+    torch.addcmul(b_s[0], a_s[0], entry[:nc], out=w_s[0])
+    _sweep(a_s[1:], b_s[1:], w_s[0], outs=w_s[1:])
+    # tail, step by step from the state leaving the last chunk
+    last = _sweep(a[main:].unbind(0), b[main:].unbind(0), e_s[nc], outs=out[main:].unbind(0))
+    # NaN/inf anywhere in a or b reaches the last state through the carries (0 * inf = NaN)
+    return total, bool(torch.isfinite(last).all())
+
+
+def _chunked_adjoint(ac, total_c, dh, chunk: int, g: torch.Tensor) -> torch.Tensor:
+    """Adjoint ``g_t = dh_t + conj(a_{t+1}) g_{t+1}`` (``g_{L-1} = dh_{L-1}``) into ``g``.
+
+    ac = conj(a) : (L, *ra); total_c : (nc, *ra), conj of the forward's chunk
+    products; dh : (L, *rest). The forward's chunked scheme run from the end.
+    Returns ``conj(a_0) g_0``, the gradient of h0, shape (*rest).
+    """
+    length, rest = dh.shape[0], dh.shape[1:]
+    chunk = min(chunk, length)
+    nc, main = length // chunk, (length // chunk) * chunk
+    # tail first (it is last in time), step by step
+    g[length - 1].copy_(dh[length - 1])
+    idx = list(range(length - 2, main - 1, -1))
+    _sweep([ac[t + 1] for t in idx], [dh[t] for t in idx], g[length - 1], outs=[g[t] for t in idx])
+    a_s, d_s, g_s = (_chunk_views(x, nc, chunk) for x in (ac, dh, g))
+    rev = list(range(chunk - 2, -1, -1))
+    coef, inp = [a_s[j + 1] for j in rev], [d_s[j] for j in rev]
+    # sweep 1: g at each chunk's first step from a zero start beyond its last step
+    g_first = _sweep(coef, inp, d_s[chunk - 1])
+    x = a_s[0] * g_first  # (nc, *rest): conj(a_{k,0}) g_{k,0} before the carry
+    # carries: carry[k+1] = conj(a_{k+1,0}) g_{k+1,0} is added to chunk k's last step;
+    # carry[nc] comes from the tail and carry[0] = conj(a_0) g_0 is the gradient of h0
+    carry = torch.empty((nc + 1,) + rest, dtype=g.dtype, device=g.device)  # (nc+1, *rest)
+    if main < length:
+        torch.mul(ac[main], g[main], out=carry[nc])
+    else:
+        carry[nc].zero_()
+    c_s = carry.unbind(0)
+    for k, (x_k, total_k) in reversed(list(enumerate(zip(x.unbind(0), total_c.unbind(0))))):
+        torch.addcmul(x_k, total_k, c_s[k + 1], out=c_s[k])
+    # sweep 2: every chunk again from its carry, into g
+    torch.add(d_s[chunk - 1], carry[1:], out=g_s[chunk - 1])
+    _sweep(coef, inp, g_s[chunk - 1], outs=[g_s[j] for j in rev])
+    return carry[0]
 
 
 class _ChunkedScanFn(torch.autograd.Function):
-    """Chunked scan with the adjoint recurrence as analytic backward (time-first inputs)."""
+    """Chunked scan with the adjoint recurrence as analytic backward (time-first inputs).
+
+    Returns the states and a non-differentiable 0-d bool: False if a non-finite
+    value appeared (the caller then locates it in the inputs).
+    """
 
     @staticmethod
     def forward(ctx, a, b, h0, chunk):
         h = torch.empty_like(b)  # b's memory layout, so moving time back is free
-        _chunk_pass(a, b, h0, chunk, h)
-        ctx.save_for_backward(a, h0, h)
+        total, ok = _chunked_forward(a, b, h0, chunk, h)
+        ctx.save_for_backward(a, h0, h, total)
         ctx.chunk = chunk
-        return h
+        flag = torch.tensor(ok)
+        ctx.mark_non_differentiable(flag)
+        return h, flag
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dh):
+    def backward(ctx, dh, _):
         # g_t = dh_t + conj(a_{t+1}) g_{t+1}; db = g; da_t = g_t conj(h_{t-1}); dh0 = conj(a_0) g_0
-        a, h0, h = ctx.saved_tensors
-        need_a, need_b, need_h0 = ctx.needs_input_grad[:3]
-        alpha = torch.cat([a[1:].conj(), a.new_ones((1,) + a.shape[1:])])  # (L, *ra)
+        # (PyTorch's conjugate-Wirtinger convention for complex inputs; conj is a no-op for real).
+        a, h0, h, total = ctx.saved_tensors
+        need_a, _, need_h0 = ctx.needs_input_grad[:3]
         g = torch.empty_like(h)
-        _chunk_pass(alpha, dh, None, ctx.chunk, g, reverse=True)
-        da = dh0 = None
-        if need_a:
-            da = torch.empty_like(g)
-            torch.mul(g[1:], h[:-1].conj(), out=da[1:])
+        # one full-size scratch buffer: conj(a) during the adjoint, then da (fresh pages are slow)
+        buf = torch.empty_like(h) if a.shape == h.shape and (need_a or a.is_complex()) else None
+        ac = torch.conj_physical(a, out=buf) if a.is_complex() else a
+        dh0 = _chunked_adjoint(ac, total.conj_physical(), dh, ctx.chunk, g)
+        da = None
+        if need_a:  # da_t = g_t conj(h_{t-1})
+            da = buf if buf is not None else torch.empty_like(h)
+            torch.conj_physical(h[:-1], out=da[1:]).mul_(g[1:])
             if h0 is None:
                 da[0].zero_()
             else:
-                torch.mul(g[0], h0.conj(), out=da[0])
+                torch.mul(g[0], h0.conj_physical(), out=da[0])
             da = da.sum_to_size(a.shape)  # sum over dims a was broadcast along
-        if need_h0 and h0 is not None:
-            dh0 = a[0].conj() * g[0]  # (*rest)
-        return da, (g if need_b else None), dh0, None
+        return da, g, (dh0 if need_h0 and h0 is not None else None), None
 
 
 # ----------------------------------------------------------------------------- public
@@ -303,10 +359,15 @@ def linear_scan_chunked(a, b, h0=None, dim: int = 1, chunk: int | None = None) -
     """
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk: expected a positive int or None, got {chunk!r}")
-    a, b, h0, dim = _prepare(a, b, h0, dim)
+    a_in, b_in = a, b
+    a, b, h0, dim = _prepare(a, b, h0, dim, check_values=False)
     if chunk is None:
         chunk = _default_chunk(b.shape[0])
-    return _ChunkedScanFn.apply(a, b, h0, chunk).movedim(0, dim)
+    h, ok = _ChunkedScanFn.apply(a, b, h0, chunk)
+    if not bool(ok):  # a NaN/inf went in, or the states overflowed: name the culprit
+        for name, t in (("a", a_in), ("b", b_in)):
+            check_finite(as_tensor(t, name).detach(), name)
+    return h.movedim(0, dim)
 
 
 def linear_scan(a, b, h0=None, dim: int = 1, method: str = "auto") -> torch.Tensor:

@@ -136,11 +136,11 @@ def test_dtype_promotion_and_numpy_inputs():
 @pytest.mark.parametrize("a_kind", ["full", "no_batch", "const_time"])
 def test_gradcheck(fn, is_complex, a_kind):
     gen = torch.Generator().manual_seed(6)
-    batch, length, p = 2, 7, 2
+    batch, length, p = 2, 5, 2
     a = _rand_a(A_SHAPES[a_kind](batch, length, p), gen, is_complex).requires_grad_()
     b = _rand_b((batch, length, p), gen, is_complex).requires_grad_()
     h0 = _rand_b((batch, p), gen, is_complex).requires_grad_()
-    kw = {"chunk": 3} if fn is linear_scan_chunked else {}  # 3 does not divide 7: padding path
+    kw = {"chunk": 2} if fn is linear_scan_chunked else {}  # 2 chunks of 2 and a tail of 1
     assert torch.autograd.gradcheck(lambda a_, b_, h_: fn(a_, b_, h_, **kw), (a, b, h0))
     assert torch.autograd.gradcheck(lambda a_, b_: fn(a_, b_, **kw), (a, b))
 
@@ -256,3 +256,29 @@ def test_bad_chunk_and_method():
             linear_scan_chunked(a, b, chunk=chunk)
     with pytest.raises(ValueError, match="^method:"):
         linear_scan(a, b, method="fft")
+
+
+@pytest.mark.parametrize("where", ["a_first", "a_mid", "b_mid", "a_tail", "b_tail", "b_first"])
+def test_chunked_finds_non_finite_anywhere(where):
+    """The chunked path checks values on small intermediates; every position must still be caught."""
+    gen = torch.Generator().manual_seed(11)
+    length, chunk = 23, 5  # 4 chunks and a tail of 3
+    a, b = _rand_a((2, length, 3), gen, True), _rand_b((2, length, 3), gen, True)
+    name, t = where.split("_")
+    pos = {"first": 0, "mid": 12, "tail": 21}[t]
+    target = a if name == "a" else b
+    target[1, pos, 2] = complex(float("inf"), 0.0) if name == "a" else complex(float("nan"), 1.0)
+    with pytest.raises(ValueError, match=rf"^{name}:.*index \(1, {pos}, 2\)"):
+        linear_scan_chunked(a, b, chunk=chunk)
+    a[:, 7] = 0.0  # an exact zero in a later chunk must not hide it (0 * NaN = NaN)
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        linear_scan_chunked(a, b, chunk=chunk)
+
+
+def test_chunked_overflow_is_not_an_input_error():
+    """Finite inputs whose states overflow are not rejected (same result as the loop)."""
+    a = torch.full((1, 400, 2), 10.0, dtype=torch.float64)
+    b = torch.rand(1, 400, 2, generator=torch.Generator().manual_seed(12), dtype=torch.float64) + 0.5
+    out, ref = linear_scan_chunked(a, b, chunk=20), linear_scan_ref(a, b)
+    assert torch.isinf(ref[:, -1]).all() and torch.isinf(out[:, -1]).all()
+    assert _rel_err(out[:, :300], ref[:, :300]) < 1e-12
