@@ -120,6 +120,10 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     last_state : tensor, shape (batch, D, N), only if ``return_last_state``
         Real unless A, B or C is complex; computed in float32 (float64 for float64 inputs).
     """
+    u, delta, A, B, C, D, z, delta_bias, gaps = (
+        None if t is None else as_tensor(t, name) for t, name in zip(
+            (u, delta, A, B, C, D, z, delta_bias, gaps),
+            ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "gaps")))
     check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, gaps)
     dtype_in = u.dtype
     wdt = _compute_dtype(u, delta, A, B, C)
