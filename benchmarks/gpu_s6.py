@@ -181,10 +181,31 @@ def print_table(rows):
               f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e}")
 
 
+def sweep():
+    """S6-A bf16: channels per program (env SSMTS_S6_BD) and deterministic mode, ms."""
+    t = make_inputs(8, 2048, 4096, 16, torch.bfloat16, seed=99)
+    grads = torch.randn_like(t["u"])
+    res = []
+    for bd in ("8", "16", "32"):
+        os.environ["SSMTS_S6_BD"] = bd
+        fwd, fb, peak = _bench(selective_scan, t, grads)
+        res.append(dict(bd=int(bd), fwd=fwd, fb=fb, peak_gb=peak))
+        print("sweep", res[-1], flush=True)
+    os.environ.pop("SSMTS_S6_BD")
+    det = lambda *a, **k: selective_scan(*a, deterministic=True, **k)  # noqa: E731
+    fwd, fb, peak = _bench(det, t, grads)
+    res.append(dict(bd="auto", deterministic=True, fwd=fwd, fb=fb, peak_gb=peak))
+    print("sweep", res[-1], flush=True)
+    return res
+
+
 if __name__ == "__main__":
-    sel = sys.argv[1:]
+    do_sweep = "--sweep" in sys.argv
+    sel = [a for a in sys.argv[1:] if a != "--sweep"]
     cases = [c for c in CASES if not sel or c[0] in sel]
     rows, meta = check_and_time_s6(cases)
+    if do_sweep:
+        meta["sweep_s6a_bf16"] = sweep()
     print_table(rows)
     out = os.environ.get("OUT", ".")
     with open(os.path.join(out, "s6.json"), "w") as f:

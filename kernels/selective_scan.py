@@ -1,21 +1,28 @@
-"""Fused selective scan (Mamba's S6) in Triton, forward and backward.
+"""Fused selective scan (Mamba's S6) in Triton, forward and backward (v2: sequential walk).
 
 Same interface and semantics as :func:`ssmts.ssm.selective.selective_scan_ref`.
-Hardware-aware in the Mamba sense: each program holds the state of ``BLOCK_D``
-channels (``(BLOCK_D, N)`` fp32, in registers) and walks along time in tiles of
-``BLOCK_L`` steps; a tile's ``(BLOCK_D, N, BLOCK_L)`` discretised terms live in
-registers only and are combined by ``tl.associative_scan``. No ``(batch, D, L, N)``
-tensor exists anywhere. The forward writes the state at the start of every chunk
-of ``CHUNK`` steps, ``(batch, D, n_chunks, N)`` fp32; the backward walks the chunks
-in reverse order, recomputes the states of a chunk from its carry, and runs the
-adjoint recurrence ``h_l = C_l dy_l + exp(delta_{l+1} A) h_{l+1}`` as a reverse
-scan of 3-tuples (so no shift of ``exp(delta A)`` by one step is needed).
+Hardware-aware in the Mamba sense: one thread owns one channel and keeps its ``N``
+states (fp32) in registers; a program of ``BLOCK_D`` channels walks time
+*sequentially*, one step after the other (no parallel scan: the dependent chain per
+step is one FMA per state, so the exp2 per state-update is the cost). ``u``, ``delta``,
+``z`` (and ``y``) move as ``(BLOCK_D, TL)`` tiles, ``TL`` consecutive steps per thread
+in one vector access, and step ``t`` is a compile-time column of the tile (no data
+movement). ``B``/``C`` are read from a small time-major fp32 copy ``(batch, G, L, 2, NP)``
+made by torch, so one step's ``B_t, C_t`` is one contiguous 2*NP row that every
+thread of the program reads (a broadcast). No ``(batch, D, L, N)`` tensor exists.
+
+The forward saves the state at the start of every chunk of ``CHUNK`` steps,
+``(batch, D, n_chunks, N)`` fp32. The backward walks the chunks in reverse: it
+recomputes the chunk's states from its carry, parks them in a per-program scratch
+``(CHUNK, BLOCK_D, NP)`` fp32 (reused for every chunk, so it stays in L1/L2), then walks
+the chunk backwards with the adjoint ``h_t = C_t gy_t + exp(dt_{t+1} A) h_{t+1}`` in
+registers.
 
 Determinism: ``deterministic=True`` (or env ``SSMTS_DETERMINISTIC=1``) fixes the
-launch configuration (no autotuning) and reduces the gradients shared across
-channels (dB, dC, dgaps) through per-program partial sums that torch adds up in a
-fixed order; the default fast mode autotunes and adds them with fp32 atomics.
-dA, dD and ddelta_bias always go through a small (batch, D, N) partial buffer.
+launch configuration and reduces the gradients shared across channels (dB, dC,
+dgaps) through per-program partial rows that torch adds up in a fixed order; the
+default fast mode adds them with fp32 atomics. dA, dD and ddelta_bias always go
+through a small (batch, D, N) partial buffer.
 
 B/C of the fixed (D, N) form, complex A and float64 inputs are computed by the
 torch reference (documented fallback); everything else runs here.
@@ -33,26 +40,33 @@ from ssmts.ssm.selective import check_selective_scan_args, selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_fn"]
 
-_LOG2E = 1.4426950408889634
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-#: Steps per saved carry (the backward's tile length); the forward's tile divides it.
+#: Steps per saved carry (the backward's chunk); a multiple of TL.
 CHUNK = 16 if _INTERPRET else int(os.environ.get("SSMTS_S6_CHUNK", "16"))
+#: Steps per tile of u / delta / z / y (one vector access per thread).
+TL = 8
 
 
 @triton.jit
-def _fwd_combine(a1, b1, a2, b2):
-    """(a1, b1) earlier, (a2, b2) later: x -> a2 (a1 x + b1) + b2."""
-    return a1 * a2, a2 * b1 + b2
+def _col(tile, offs_t, t: tl.constexpr):
+    """Column t of a (BLOCK_D, TL) tile as (BLOCK_D,); the -0.0 lets it fold to a move."""
+    return tl.sum(tl.where(offs_t[None, :] == t, tile, -0.0), axis=1)
 
 
 @triton.jit
-def _rev_combine(f1, p1, v1, f2, p2, v2):
-    """Reverse scan: (f1, p1, v1) is the later segment, (f2, p2, v2) the earlier one.
+def _put(tile, offs_t, t: tl.constexpr, v):
+    """Tile with column t replaced by v (BLOCK_D,)."""
+    return tl.where(offs_t[None, :] == t, v[:, None], tile)
 
-    A segment [l..m] holds f = a_l, p = a_{l+1}..a_m, v = sum_j (a_{l+1}..a_j) b_j.
-    """
-    q = p2 * f1
-    return f2, q * p1, v2 + q * v1
+
+@triton.jit
+def _touch(ptr, row0, n_rows, ROW: tl.constexpr, TL: tl.constexpr):
+    """Load rows row0 .. row0+TL of a (n_rows, ROW) fp32 array spread over the threads
+    (a few registers each), so that they sit in L1 before the per-step broadcast
+    loads of the next tile need them; returns a per-thread sum to keep alive."""
+    idx = row0 * ROW + tl.arange(0, TL * ROW)
+    v = tl.load(ptr + idx, mask=(idx >= 0) & (idx < n_rows * ROW), other=0.0)
+    return tl.sum(v, axis=0)
 
 
 @triton.jit
@@ -65,143 +79,139 @@ def _softplus(x):
 
 
 @triton.jit
-def _load_tiles(u_ptrs, dt_ptrs, offs_l, bias, gaps_ptr, l_idx, m2, ml,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr):
-    """Load u and delta tiles (BLOCK_L, BLOCK_D) as fp32 and finish delta."""
-    u = tl.load(u_ptrs + offs_l, mask=m2, other=0.0).to(tl.float32)
-    raw = tl.load(dt_ptrs + offs_l, mask=m2, other=0.0).to(tl.float32)
+def _load_dt(dt_ptrs, m2, bias, gap, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+             HAS_GAPS: tl.constexpr):
+    """(raw, softplus(raw), final step) tiles (BLOCK_D, TL) fp32; the step is 0 off the end."""
+    raw = tl.load(dt_ptrs, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        raw = raw + bias[None, :]
+        raw = raw + bias[:, None]
     sp = raw
     if SOFTPLUS:
         sp = _softplus(raw)
-    gap = tl.full((1,), 1.0, tl.float32)
     dt = sp
     if HAS_GAPS:
-        gap = tl.load(gaps_ptr + l_idx, mask=ml, other=0.0).to(tl.float32)
-        dt = sp * gap[:, None]
-    dt = tl.where(m2, dt, 0.0)
-    return u, raw, sp, gap, dt
+        dt = sp * gap[None, :]
+    return raw, sp, tl.where(m2, dt, 0.0)
 
 
 @triton.jit
-def _s6_fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_ptr,
+def _s6_fwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_ptr,
                    out_ptr, carry_ptr, last_ptr,
-                   dim, length, nstate, d_per_group, n_groups, n_chunks,
-                   NP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+                   dim, length, l_pad, nstate, d_per_group, n_groups, n_chunks,
+                   NP: tl.constexpr, BLOCK_D: tl.constexpr, TL: tl.constexpr,
                    CHUNK_L: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr,
                    STORE_CARRY: tl.constexpr, STORE_LAST: tl.constexpr):
-    # tiles are time-major: (BLOCK_L, BLOCK_D) per channel, (BLOCK_L, NP) for B/C and
-    # (BLOCK_L, NP, BLOCK_D) for the discretised terms; the scan runs over axis 0.
+    # (BLOCK_D, NP) state and (BLOCK_D, TL) tiles: lanes along channels, NP / TL in-thread.
     pid_b = tl.program_id(0).to(tl.int64)
     d0 = tl.program_id(1) * BLOCK_D
     offs_d = d0 + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_l = tl.arange(0, BLOCK_L)
-    mn = offs_n < nstate
-    grp = d0 // d_per_group
-    A2 = tl.load(A_ptr + offs_d[None, :] * nstate + offs_n[:, None], mask=mn[:, None],
-                 other=0.0).to(tl.float32) * 1.4426950408889634  # (NP, BD), log2 units
+    offs_t = tl.arange(0, TL)
+    mn = offs_n[None, :] < nstate
+    A2 = tl.load(A_ptr + offs_d[:, None] * nstate + offs_n[None, :], mask=mn,
+                 other=0.0).to(tl.float32) * 1.4426950408889634  # (BD, NP), log2 units
     bias = tl.zeros((BLOCK_D,), tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
     dsk = tl.zeros((BLOCK_D,), tl.float32)
     if HAS_D:
         dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
-    row = (pid_b * dim + offs_d[None, :]) * length  # (1, BD)
-    bc_off = ((pid_b * n_groups + grp) * nstate + offs_n[None, :]) * length  # (1, NP)
-    gaps_b = gaps_ptr + pid_b * length
-    x = tl.zeros((NP, BLOCK_D), tl.float32)
-    carry_row = carry_ptr + ((pid_b * dim + offs_d[None, :]) * n_chunks) * nstate + offs_n[:, None]
-    for start in range(0, length, BLOCK_L):
+    row = (pid_b * dim + offs_d[:, None]) * length  # (BD, 1)
+    bc_b = bc_ptr + (pid_b * n_groups + d0 // d_per_group) * l_pad * 2 * NP
+    carry_row = carry_ptr + (pid_b * dim + offs_d[:, None]) * n_chunks * nstate + offs_n[None, :]
+    x = tl.zeros((BLOCK_D, NP), tl.float32)
+    sink = 0.0  # keeps the L1 prefetches alive
+    m_d = offs_d[:, None] < dim
+    # tile t+1 is loaded (into registers) while tile t is computed
+    lo = offs_t[None, :]
+    m2 = (lo < length) & m_d
+    u_n = tl.load(u_ptr + row + lo, mask=m2, other=0.0)
+    r_n = tl.load(dt_ptr + row + lo, mask=m2, other=0.0)
+    z_n = u_n
+    if HAS_Z:
+        z_n = tl.load(z_ptr + row + lo, mask=m2, other=0.0)
+    for start in range(0, length, TL):
         if STORE_CARRY:
             if start % CHUNK_L == 0:
-                tl.store(carry_row + (start // CHUNK_L) * nstate, x, mask=mn[:, None])
-        l_idx = start + offs_l
+                tl.store(carry_row + (start // CHUNK_L) * nstate, x, mask=mn)
+        l_idx = start + offs_t
         ml = l_idx < length
-        m2 = ml[:, None] & (offs_d[None, :] < dim)
-        lo = l_idx[:, None]
-        u, raw, sp, gap, dt = _load_tiles(u_ptr + row, dt_ptr + row, lo, bias, gaps_b,
-                                          l_idx, m2, ml, HAS_BIAS, SOFTPLUS, HAS_GAPS)
-        mbc = ml[:, None] & mn[None, :]
-        Bt = tl.load(B_ptr + bc_off + lo, mask=mbc, other=0.0).to(tl.float32)  # (BL, NP)
-        Ct = tl.load(C_ptr + bc_off + lo, mask=mbc, other=0.0).to(tl.float32)  # (BL, NP)
-        dA = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (BL, NP, BD)
-        dBu = (dt * u)[:, None, :] * Bt[:, :, None]  # (BL, NP, BD)
-        aa, bb = tl.associative_scan((dA, dBu), axis=0, combine_fn=_fwd_combine)
-        xs = bb + aa * x[None, :, :]  # (BL, NP, BD) states
-        y = tl.sum(xs * Ct[:, :, None], axis=1)  # (BL, BD)
-        x = tl.sum(tl.where(offs_l[:, None, None] == BLOCK_L - 1, xs, 0.0), axis=0)
-        if HAS_D:
-            y += u * dsk[None, :]
+        m2 = ml[None, :] & m_d
+        lo = l_idx[None, :]
+        u_c, r_c, z_c = u_n, r_n, z_n
+        m2n = (lo + TL < length) & m_d
+        u_n = tl.load(u_ptr + row + lo + TL, mask=m2n, other=0.0)
+        r_n = tl.load(dt_ptr + row + lo + TL, mask=m2n, other=0.0)
         if HAS_Z:
-            zt = tl.load(z_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
-            y = y * zt * tl.sigmoid(zt)
-        tl.store(out_ptr + row + lo, y.to(out_ptr.dtype.element_ty), mask=m2)
+            z_n = tl.load(z_ptr + row + lo + TL, mask=m2n, other=0.0)
+        pf = _touch(bc_b, start + TL, l_pad, 2 * NP, TL)
+        gap = tl.full((TL,), 1.0, tl.float32)
+        if HAS_GAPS:
+            gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml, other=0.0).to(tl.float32)
+        u = u_c.to(tl.float32)
+        raw = r_c.to(tl.float32)
+        if HAS_BIAS:
+            raw = raw + bias[:, None]
+        dt = raw
+        if SOFTPLUS:
+            dt = _softplus(raw)
+        if HAS_GAPS:
+            dt = dt * gap[None, :]
+        dt = tl.where(m2, dt, 0.0)
+        dtu = dt * u
+        yt = tl.zeros((BLOCK_D, TL), tl.float32)
+        p = bc_b + start * (2 * NP) + offs_n
+        Bn = tl.load(p)
+        Cn = tl.load(p + NP)
+        for t in tl.static_range(TL):
+            Bt, Ct = Bn, Cn
+            if t + 1 < TL:  # next step's B, C in flight while this step computes
+                Bn = tl.load(p + (t + 1) * (2 * NP))
+                Cn = tl.load(p + (t + 1) * (2 * NP) + NP)
+            dt_t = _col(dt, offs_t, t)
+            x = tl.exp2(dt_t[:, None] * A2) * x + _col(dtu, offs_t, t)[:, None] * Bt[None, :]
+            yt = _put(yt, offs_t, t, tl.sum(x * Ct[None, :], axis=1))
+        yt += u * dsk[:, None]
+        if HAS_Z:
+            zt = z_c.to(tl.float32)
+            yt = yt * zt * tl.sigmoid(zt)
+        tl.store(out_ptr + row + lo, yt.to(out_ptr.dtype.element_ty), mask=m2)
+        sink += pf
+    if length < 0:  # never true: only keeps the prefetch loads
+        tl.store(carry_row, sink + x)
     if STORE_LAST:
-        tl.store(last_ptr + (pid_b * dim + offs_d[None, :]) * nstate + offs_n[:, None], x,
-                 mask=mn[:, None])
-
-
-def _fwd_configs():
-    return [triton.Config({"BLOCK_D": bd, "BLOCK_L": bl}, num_warps=nw)
-            for bd, bl, nw in [(32, 16, 4), (32, 16, 8), (16, 16, 4), (32, 8, 4), (64, 16, 8),
-                               (16, 8, 4), (32, 8, 8), (32, 32, 8), (16, 32, 8), (8, 32, 4)]]
-
-
-def _make_prune(max_per_thread: int):
-    """Keep configs whose BLOCK_D divides the channels per group, whose BLOCK_L divides
-    CHUNK, and whose (BLOCK_L, N, BLOCK_D) tile leaves at most ``max_per_thread``
-    elements per thread (more spills registers)."""
-
-    def prune(configs, named_args, **kwargs):
-        dpg = named_args["d_per_group"]
-        np_ = kwargs.get("NP", named_args.get("NP", 16))
-        chunk = kwargs.get("CHUNK_L", kwargs.get("BLOCK_L", CHUNK))
-        keep = [c for c in configs if dpg % c.kwargs["BLOCK_D"] == 0
-                and chunk % c.kwargs.get("BLOCK_L", chunk) == 0
-                and c.kwargs["BLOCK_D"] * np_ * c.kwargs.get("BLOCK_L", chunk)
-                <= max_per_thread * 32 * c.num_warps]
-        if keep:
-            return keep
-        meta = {"BLOCK_L": min(chunk, 8)} if "CHUNK_L" in kwargs else {}
-        bl = meta.get("BLOCK_L", chunk)
-        meta["BLOCK_D"] = _pick_block_d(dpg, max(1, max_per_thread * 128 // (np_ * bl)))
-        return [triton.Config(meta, num_warps=4)]
-
-    return prune
-
-
-_s6_fwd_tuned = triton.autotune(
-    configs=_fwd_configs(), key=["dim", "length", "nstate", "d_per_group", "HAS_Z", "STORE_CARRY"],
-    prune_configs_by={"early_config_prune": _make_prune(64)},
-)(_s6_fwd_kernel)
+        tl.store(last_ptr + (pid_b * dim + offs_d[:, None]) * nstate + offs_n[None, :], x,
+                 mask=mn)
 
 
 @triton.jit
-def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_ptr,
-                   carry_ptr, gout_ptr, glast_ptr,
-                   du_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr, dg_ptr,
-                   batch, dim, length, nstate, d_per_group, n_groups, n_chunks, n_sub,
-                   NP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
-                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr, GAPS_GRAD: tl.constexpr,
-                   HAS_GLAST: tl.constexpr, DETERMINISTIC: tl.constexpr):
+def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_ptr,
+                   carry_ptr, gout_ptr, glast_ptr, xs_ptr,
+                   du_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dbc_ptr, dg_ptr,
+                   batch, dim, length, l_pad, nstate, d_per_group, n_groups, n_chunks, n_sub,
+                   NP: tl.constexpr, BLOCK_D: tl.constexpr, TL: tl.constexpr,
+                   CHUNK_L: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr,
+                   GAPS_GRAD: tl.constexpr, HAS_GLAST: tl.constexpr,
+                   DETERMINISTIC: tl.constexpr):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_p = tl.program_id(1)
     offs_n = tl.arange(0, NP)
-    offs_l = tl.arange(0, BLOCK_L)
-    mn = offs_n < nstate
-    gaps_b = gaps_ptr + pid_b * length
+    offs_t = tl.arange(0, TL)
+    offs_bd = tl.arange(0, BLOCK_D)
+    mn = offs_n[None, :] < nstate
+    # this program's scratch for one chunk of states: (CHUNK, BLOCK_D, NP) fp32
+    xs_prog = xs_ptr + (pid_b * tl.num_programs(1) + pid_p) * CHUNK_L * BLOCK_D * NP
+    xs_base = xs_prog + offs_bd[:, None] * NP + offs_n[None, :]
     for sub in range(n_sub):
         d0 = (pid_p * n_sub + sub) * BLOCK_D
-        offs_d = d0 + tl.arange(0, BLOCK_D)
+        offs_d = d0 + offs_bd
         grp = d0 // d_per_group
-        # slot of the dB/dC/dgaps rows: per program (deterministic) or per (batch, group)
+        # dB/dC/dgaps row: per program (deterministic) or per (batch, group) with atomics
         slot = pid_p * batch + pid_b if DETERMINISTIC else pid_b * n_groups + grp
-        dn = offs_d[None, :] * nstate + offs_n[:, None]  # (NP, BD)
-        A = tl.load(A_ptr + dn, mask=mn[:, None], other=0.0).to(tl.float32)
+        dn = offs_d[:, None] * nstate + offs_n[None, :]  # (BD, NP)
+        A = tl.load(A_ptr + dn, mask=mn, other=0.0).to(tl.float32)
         A2 = A * 1.4426950408889634
         bias = tl.zeros((BLOCK_D,), tl.float32)
         if HAS_BIAS:
@@ -209,99 +219,153 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_ptr,
         dsk = tl.zeros((BLOCK_D,), tl.float32)
         if HAS_D:
             dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
-        row = (pid_b * dim + offs_d[None, :]) * length  # (1, BD)
-        bc_off = ((pid_b * n_groups + grp) * nstate + offs_n[None, :]) * length  # (1, NP)
-        red_off = (slot * nstate + offs_n[None, :]) * length  # (1, NP)
-        carry_row = carry_ptr + (pid_b * dim + offs_d[None, :]) * n_chunks * nstate + offs_n[:, None]
-        kc = tl.zeros((NP, BLOCK_D), tl.float32)
+        row = (pid_b * dim + offs_d[:, None]) * length  # (BD, 1)
+        bc_b = bc_ptr + (pid_b * n_groups + grp) * l_pad * 2 * NP
+        dbc_b = dbc_ptr + slot * l_pad * 2 * NP
+        carry_row = carry_ptr + (pid_b * dim + offs_d[:, None]) * n_chunks * nstate + offs_n[None, :]
+        kc = tl.zeros((BLOCK_D, NP), tl.float32)  # exp(dt_{t+1} A) h_{t+1}
         if HAS_GLAST:
-            kc = tl.load(glast_ptr + pid_b * dim * nstate + dn, mask=mn[:, None], other=0.0)
-        dA_acc = tl.zeros((NP, BLOCK_D), tl.float32)
+            kc = tl.load(glast_ptr + pid_b * dim * nstate + dn, mask=mn, other=0.0)
+        dA_acc = tl.zeros((BLOCK_D, NP), tl.float32)
         dD_acc = tl.zeros((BLOCK_D,), tl.float32)
         db_acc = tl.zeros((BLOCK_D,), tl.float32)
         for i in range(n_chunks):
-            c = n_chunks - 1 - i
-            l_idx = c * BLOCK_L + offs_l
-            ml = l_idx < length
-            m2 = ml[:, None] & (offs_d[None, :] < dim)
-            lo = l_idx[:, None]
-            u, raw, sp, gap, dt = _load_tiles(u_ptr + row, dt_ptr + row, lo, bias, gaps_b, l_idx,
-                                              m2, ml, HAS_BIAS, SOFTPLUS, HAS_GAPS)
-            mbc = ml[:, None] & mn[None, :]
-            Bt = tl.load(B_ptr + bc_off + lo, mask=mbc, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + bc_off + lo, mask=mbc, other=0.0).to(tl.float32)
-            go = tl.load(gout_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
-            x0 = tl.load(carry_row + c * nstate, mask=mn[:, None], other=0.0)
-            dA = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (BL, NP, BD)
-            dtu = dt * u
-            dBu = dtu[:, None, :] * Bt[:, :, None]  # (BL, NP, BD)
-            aa, bb = tl.associative_scan((dA, dBu), axis=0, combine_fn=_fwd_combine)
-            xs = bb + aa * x0[None, :, :]  # states x_l
-            gy = go
-            if HAS_Z:
-                y = tl.sum(xs * Ct[:, :, None], axis=1) + u * dsk[None, :]
-                zt = tl.load(z_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
-                sg = tl.sigmoid(zt)
-                gy = go * zt * sg
-                dz = go * y * sg * (1.0 + zt * (1.0 - sg))
-                tl.store(dz_ptr + row + lo, dz.to(dz_ptr.dtype.element_ty), mask=m2)
-            bC = gy[:, None, :] * Ct[:, :, None]  # (BL, NP, BD)
-            _f, pp, vv = tl.associative_scan((dA, tl.full(dA.shape, 1.0, tl.float32), bC), axis=0,
-                                             combine_fn=_rev_combine, reverse=True)
-            h = vv + pp * kc[None, :, :]  # adjoint of x_l, (BL, NP, BD)
-            kc = tl.sum(tl.where(offs_l[:, None, None] == 0, dA * h, 0.0), axis=0)
-            hx = h * (xs - dBu)  # h_l exp(dt_l A) x_{l-1}
-            hB = tl.sum(h * Bt[:, :, None], axis=1)  # (BL, BD)
-            ddt = tl.sum(hx * A[None, :, :], axis=1) + u * hB
-            du = dt * hB + gy * dsk[None, :]
-            dA_acc += tl.sum(hx * dt[:, None, :], axis=0)
-            dD_acc += tl.sum(gy * u, axis=0)
-            dBc = tl.sum(h * dtu[:, None, :], axis=2)  # (BL, NP)
-            dCc = tl.sum(xs * gy[:, None, :], axis=2)  # (BL, NP)
-            ddt = tl.where(m2, ddt, 0.0)
-            if HAS_GAPS:
-                if GAPS_GRAD:
-                    dgc = tl.sum(ddt * sp, axis=1)  # (BL,)
+            c0 = (n_chunks - 1 - i) * CHUNK_L
+            # 1) recompute the chunk's states from its carry into the scratch
+            x = tl.load(carry_row + (c0 // CHUNK_L) * nstate, mask=mn, other=0.0)
+            sink = tl.sum(x, axis=1)
+            for s in range(0, CHUNK_L, TL):
+                pf = _touch(bc_b, c0 + s + TL, l_pad, 2 * NP, TL)
+                l_idx = c0 + s + offs_t
+                ml = l_idx < length
+                m2 = ml[None, :] & (offs_d[:, None] < dim)
+                lo = l_idx[None, :]
+                gap = tl.full((TL,), 1.0, tl.float32)
+                if HAS_GAPS:
+                    gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml,
+                                  other=0.0).to(tl.float32)
+                u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
+                _raw, _sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
+                                         HAS_GAPS)
+                dtu = dt * u
+                for t in tl.static_range(TL):
+                    Bt = tl.load(bc_b + (c0 + s + t) * (2 * NP) + offs_n)
+                    x = (tl.exp2(_col(dt, offs_t, t)[:, None] * A2) * x
+                         + _col(dtu, offs_t, t)[:, None] * Bt[None, :])
+                    tl.store(xs_base + (s + t) * (BLOCK_D * NP), x)
+                sink += pf
+            # 2) walk the chunk backwards
+            for s2 in range(0, CHUNK_L, TL):
+                s = CHUNK_L - TL - s2
+                pf = _touch(bc_b, c0 + s - TL, l_pad, 2 * NP, TL)
+                pf += _touch(xs_prog, s - TL, CHUNK_L, BLOCK_D * NP, TL)
+                l_idx = c0 + s + offs_t
+                ml = l_idx < length
+                m2 = ml[None, :] & (offs_d[:, None] < dim)
+                lo = l_idx[None, :]
+                gap = tl.full((TL,), 1.0, tl.float32)
+                if HAS_GAPS:
+                    gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml,
+                                  other=0.0).to(tl.float32)
+                u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
+                raw, sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
+                                       HAS_GAPS)
+                dtu = dt * u
+                go = tl.load(gout_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
+                gy = go
+                if HAS_Z:
+                    zt = tl.load(z_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
+                    sg = tl.sigmoid(zt)
+                    gy = go * zt * sg
+                yt = tl.zeros((BLOCK_D, TL), tl.float32)  # pre-gate output, for dz
+                hB_t = tl.zeros((BLOCK_D, TL), tl.float32)  # sum_n h B
+                hA_t = tl.zeros((BLOCK_D, TL), tl.float32)  # sum_n h A exp(dt A) x_{t-1}
+                p = bc_b + (c0 + s) * (2 * NP) + offs_n
+                Bn = tl.load(p + (TL - 1) * (2 * NP))
+                Cn = tl.load(p + (TL - 1) * (2 * NP) + NP)
+                xn = tl.load(xs_base + (s + TL - 1) * (BLOCK_D * NP))
+                for t in tl.static_range(TL - 1, -1, -1):
+                    Bt, Ct, xt = Bn, Cn, xn
+                    if t > 0:  # the previous step's operands in flight during this one
+                        Bn = tl.load(p + (t - 1) * (2 * NP))
+                        Cn = tl.load(p + (t - 1) * (2 * NP) + NP)
+                        xn = tl.load(xs_base + (s + t - 1) * (BLOCK_D * NP))
+                    dt_t = _col(dt, offs_t, t)
+                    dtu_t = _col(dtu, offs_t, t)
+                    gy_t = _col(gy, offs_t, t)
+                    h = gy_t[:, None] * Ct[None, :] + kc
+                    kc = tl.exp2(dt_t[:, None] * A2) * h
+                    q = h * (xt - dtu_t[:, None] * Bt[None, :])  # h exp(dt A) x_{t-1}
+                    dA_acc += q * dt_t[:, None]
+                    hB_t = _put(hB_t, offs_t, t, tl.sum(h * Bt[None, :], axis=1))
+                    hA_t = _put(hA_t, offs_t, t, tl.sum(q * A, axis=1))
+                    if HAS_Z:
+                        yt = _put(yt, offs_t, t, tl.sum(xt * Ct[None, :], axis=1))
+                    dBt = tl.sum(h * dtu_t[:, None], axis=0)  # (NP,)
+                    dCt = tl.sum(xt * gy_t[:, None], axis=0)  # (NP,)
+                    q_ptr = dbc_b + (c0 + s + t) * (2 * NP) + offs_n
                     if DETERMINISTIC:
-                        gp = dg_ptr + slot * length + l_idx
-                        tl.store(gp, tl.load(gp, mask=ml, other=0.0) + dgc, mask=ml)
+                        tl.store(q_ptr, tl.load(q_ptr) + dBt)
+                        tl.store(q_ptr + NP, tl.load(q_ptr + NP) + dCt)
                     else:
-                        tl.atomic_add(dg_ptr + slot * length + l_idx, dgc, mask=ml)
-                ddt = ddt * gap[:, None]
-            if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(raw)
-            db_acc += tl.sum(ddt, axis=0)
-            tl.store(du_ptr + row + lo, du.to(du_ptr.dtype.element_ty), mask=m2)
-            tl.store(ddt_ptr + row + lo, ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
-            if DETERMINISTIC:
-                bp = dB_ptr + red_off + lo
-                cp = dC_ptr + red_off + lo
-                tl.store(bp, tl.load(bp, mask=mbc, other=0.0) + dBc, mask=mbc)
-                tl.store(cp, tl.load(cp, mask=mbc, other=0.0) + dCc, mask=mbc)
-                tl.debug_barrier()
-            else:
-                tl.atomic_add(dB_ptr + red_off + lo, dBc, mask=mbc)
-                tl.atomic_add(dC_ptr + red_off + lo, dCc, mask=mbc)
-        tl.store(dA_ptr + pid_b * dim * nstate + dn, dA_acc, mask=mn[:, None])
+                        tl.atomic_add(q_ptr, dBt, sem="relaxed")
+                        tl.atomic_add(q_ptr + NP, dCt, sem="relaxed")
+                if HAS_Z:
+                    dz = go * (yt + u * dsk[:, None]) * sg * (1.0 + zt * (1.0 - sg))
+                    tl.store(dz_ptr + row + lo, dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                du = dt * hB_t + gy * dsk[:, None]
+                ddt = tl.where(m2, hA_t + u * hB_t, 0.0)
+                dD_acc += tl.sum(gy * u, axis=1)
+                if HAS_GAPS:
+                    if GAPS_GRAD:
+                        dgc = tl.sum(ddt * sp, axis=0)  # (TL,)
+                        gp = dg_ptr + slot * l_pad + l_idx
+                        if DETERMINISTIC:
+                            tl.store(gp, tl.load(gp) + dgc)
+                        else:
+                            tl.atomic_add(gp, dgc, sem="relaxed")
+                    ddt = ddt * gap[None, :]
+                if SOFTPLUS:
+                    ddt = ddt * tl.sigmoid(raw)
+                db_acc += tl.sum(ddt, axis=1)
+                tl.store(du_ptr + row + lo, du.to(du_ptr.dtype.element_ty), mask=m2)
+                tl.store(ddt_ptr + row + lo, ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
+                sink += pf
+            if length < 0:  # never true: only keeps the prefetch loads
+                tl.store(dD_ptr + offs_d, sink)
+        if DETERMINISTIC:
+            tl.debug_barrier()
+        tl.store(dA_ptr + pid_b * dim * nstate + dn, dA_acc, mask=mn)
         tl.store(dD_ptr + pid_b * dim + offs_d, dD_acc)
         tl.store(dbias_ptr + pid_b * dim + offs_d, db_acc)
-
-
-def _bwd_configs():
-    return [triton.Config({"BLOCK_D": bd}, num_warps=nw)
-            for bd, nw in [(32, 8), (16, 4), (16, 8), (64, 8), (8, 8), (8, 4)]]
-
-
-_s6_bwd_tuned = triton.autotune(
-    configs=_bwd_configs(), key=["dim", "length", "nstate", "d_per_group", "HAS_Z", "HAS_GAPS"],
-    prune_configs_by={"early_config_prune": _make_prune(32)},
-    reset_to_zero=["dB_ptr", "dC_ptr", "dg_ptr"],
-)(_s6_bwd_kernel)
 
 
 def deterministic_default() -> bool:
     """The default of ``deterministic``: env ``SSMTS_DETERMINISTIC`` set to 1/true/yes."""
     return os.environ.get("SSMTS_DETERMINISTIC", "0").lower() in ("1", "true", "yes")
+
+
+def _pick_block_d(d_per_group: int, target: int) -> int:
+    bd = 1
+    while bd * 2 <= target and d_per_group % (bd * 2) == 0:
+        bd *= 2
+    return bd
+
+
+def _launch_bd(batch: int, dim: int, d_per_group: int) -> tuple[int, int]:
+    """(BLOCK_D, num_warps): one thread a channel; fewer channels a program when the
+    batch is small, so that more programs (warps) share the SMs."""
+    if _INTERPRET:
+        return _pick_block_d(d_per_group, 2), 1
+    bd_env = int(os.environ.get("SSMTS_S6_BD", "0"))  # override for sweeps
+    if bd_env:
+        bd = _pick_block_d(d_per_group, bd_env)
+    else:
+        target = 32
+        while target > 8 and batch * dim // target < 4 * 132:
+            target //= 2
+        bd = _pick_block_d(d_per_group, target)
+    return bd, max(1, bd // 32)
 
 
 def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int = 256) -> int:
@@ -314,93 +378,85 @@ def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int = 
     return best
 
 
-def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus, deterministic,
-            gaps_grad):
-    """Launcher of the backward; returns the gradients in the inputs' dtypes."""
+def _bc_time_major(B4: torch.Tensor, C4: torch.Tensor, l_pad: int, np_: int) -> torch.Tensor:
+    """(b, G, N, L) B and C -> one fp32 (b, G, l_pad, 2, NP) tensor, zero padded."""
+    batch, groups, nstate, length = B4.shape
+    bc = torch.zeros(batch, groups, l_pad, 2, np_, device=B4.device, dtype=torch.float32)
+    bc[:, :, :length, 0, :nstate] = B4.transpose(-1, -2)  # (b, G, L, N)
+    bc[:, :, :length, 1, :nstate] = C4.transpose(-1, -2)  # (b, G, L, N)
+    return bc
+
+
+def _s6_fwd(u, delta, A, bc, Dsk, z, bias, gaps, groups, nstate, softplus, need_carry,
+            need_last):
+    """Launcher: u, delta, z contiguous (batch, D, L); bc from ``_bc_time_major``."""
     batch, dim, length = u.shape
-    groups, nstate = B4.shape[1], B4.shape[2]
+    n_chunks, l_pad, np_ = triton.cdiv(length, CHUNK), bc.shape[2], bc.shape[4]
+    out = torch.empty_like(u)
+    carry = torch.empty(batch, dim, n_chunks, nstate, device=u.device, dtype=torch.float32) \
+        if need_carry else out
+    last = torch.empty(batch, dim, nstate, device=u.device, dtype=torch.float32) \
+        if need_last else out
+    bd, nw = _launch_bd(batch, dim, dim // groups)
+    dummy = u
+    _s6_fwd_kernel[(batch, dim // bd)](
+        u, delta, A, bc, dummy if Dsk is None else Dsk, dummy if z is None else z,
+        dummy if bias is None else bias, dummy if gaps is None else gaps, out, carry, last,
+        dim, length, l_pad, nstate, dim // groups, groups, n_chunks,
+        NP=np_, BLOCK_D=bd, TL=TL, CHUNK_L=CHUNK, HAS_D=Dsk is not None, HAS_Z=z is not None,
+        HAS_BIAS=bias is not None, SOFTPLUS=softplus, HAS_GAPS=gaps is not None,
+        STORE_CARRY=need_carry, STORE_LAST=need_last, num_warps=nw)
+    return out, (carry if need_carry else None), (last if need_last else None)
+
+
+def _s6_bwd(gout, glast, u, dt, A, bc, Dsk, z, bias, gaps, carry, groups, nstate, softplus,
+            deterministic, gaps_grad):
+    """Launcher of the backward; returns the gradients (dB, dC as (b, G, N, L) fp32)."""
+    batch, dim, length = u.shape
     dpg = dim // groups
-    n_chunks = carry.shape[2]
+    n_chunks, l_pad, np_ = carry.shape[2], bc.shape[2], bc.shape[4]
     dev, f32 = u.device, torch.float32
     du, ddt = torch.empty_like(u), torch.empty_like(dt)
     dz = torch.empty_like(z) if z is not None else du
     dA_p = torch.empty(batch, dim, nstate, device=dev, dtype=f32)
     dD_p = torch.empty(batch, dim, device=dev, dtype=f32)
     db_p = torch.empty(batch, dim, device=dev, dtype=f32)
-    det = deterministic or _INTERPRET
-    bd = _pick_block_d(dpg, 2 if _INTERPRET else max(1, 8192 // (nstate * CHUNK))) if det else 1
-    n_sub = _n_sub(batch, dim, bd, dpg, 4 if _INTERPRET else 256) if deterministic else 1
-    rows = (dim // (bd * n_sub)) * batch if deterministic else batch * groups
-    dB = torch.zeros(rows, nstate, length, device=dev, dtype=f32)
-    dC = torch.zeros(rows, nstate, length, device=dev, dtype=f32)
-    dg = torch.zeros(rows, length, device=dev, dtype=f32) if gaps_grad else dB
+    bd, nw = _launch_bd(batch, dim, dpg)
+    n_sub = _n_sub(batch, dim, bd, dpg, 4 if _INTERPRET else 512) if deterministic else 1
+    progs = dim // (bd * n_sub)
+    rows = progs * batch if deterministic else batch * groups
+    dbc = torch.zeros(rows, l_pad, 2, np_, device=dev, dtype=f32)
+    dg = torch.zeros(rows, l_pad, device=dev, dtype=f32) if gaps_grad else dbc
+    xs = torch.empty(batch * progs * CHUNK * bd * np_, device=dev, dtype=f32)
     dummy = u
-    args = (u, dt, A, B4, C4, dummy if Dsk is None else Dsk, dummy if z is None else z,
-            dummy if bias is None else bias, dummy if gaps is None else gaps, carry, gout,
-            dummy if glast is None else glast, du, ddt, dz, dA_p, dD_p, db_p, dB, dC, dg,
-            batch, dim, length, nstate, dpg, groups, n_chunks)
-    flags = dict(NP=triton.next_power_of_2(nstate), BLOCK_L=CHUNK, HAS_D=Dsk is not None,
-                 HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus,
-                 HAS_GAPS=gaps is not None, GAPS_GRAD=gaps_grad, HAS_GLAST=glast is not None,
-                 DETERMINISTIC=deterministic)
-    if det:
-        _s6_bwd_kernel[(batch, dim // (bd * n_sub))](*args, n_sub, BLOCK_D=bd,
-                                                     num_warps=4 if _INTERPRET else 8, **flags)
-    else:
-        grid = lambda meta: (batch, dim // meta["BLOCK_D"])  # noqa: E731
-        _s6_bwd_tuned[grid](*args, 1, **flags)
+    _s6_bwd_kernel[(batch, progs)](
+        u, dt, A, bc, dummy if Dsk is None else Dsk, dummy if z is None else z,
+        dummy if bias is None else bias, dummy if gaps is None else gaps, carry, gout,
+        dummy if glast is None else glast, xs, du, ddt, dz, dA_p, dD_p, db_p, dbc, dg,
+        batch, dim, length, l_pad, nstate, dpg, groups, n_chunks, n_sub,
+        NP=np_, BLOCK_D=bd, TL=TL, CHUNK_L=CHUNK, HAS_D=Dsk is not None, HAS_Z=z is not None,
+        HAS_BIAS=bias is not None, SOFTPLUS=softplus, HAS_GAPS=gaps is not None,
+        GAPS_GRAD=gaps_grad, HAS_GLAST=glast is not None, DETERMINISTIC=deterministic,
+        num_warps=nw)
+    dbc = dbc[:, :length, :, :nstate]  # (rows, L, 2, N)
     if deterministic:
         ppg = rows // (batch * groups)  # programs per group
-        dB = dB.view(groups, ppg, batch, nstate, length).sum(1).transpose(0, 1)  # (b, G, N, L)
-        dC = dC.view(groups, ppg, batch, nstate, length).sum(1).transpose(0, 1)  # (b, G, N, L)
-        dgaps = dg.view(groups * ppg, batch, length).sum(0) if gaps_grad else None  # (b, L)
+        dbc = dbc.reshape(groups, ppg, batch, length, 2, nstate).sum(1).transpose(0, 1)
+        dgaps = dg[:, :length].reshape(groups * ppg, batch, length).sum(0) if gaps_grad else None
     else:
-        dB = dB.view(batch, groups, nstate, length)  # (b, G, N, L)
-        dC = dC.view(batch, groups, nstate, length)  # (b, G, N, L)
-        dgaps = dg.view(batch, groups, length).sum(1) if gaps_grad else None  # (b, L)
-    return (du, ddt, dA_p.sum(0).to(A.dtype), dB.to(B4.dtype), dC.to(C4.dtype),
+        dbc = dbc.reshape(batch, groups, length, 2, nstate)  # (b, G, L, 2, N)
+        dgaps = dg[:, :length].reshape(batch, groups, length).sum(1) if gaps_grad else None
+    dB = dbc[:, :, :, 0].transpose(-1, -2)  # (b, G, N, L)
+    dC = dbc[:, :, :, 1].transpose(-1, -2)  # (b, G, N, L)
+    return (du, ddt, dA_p.sum(0).to(A.dtype), dB, dC,
             None if Dsk is None else dD_p.sum(0).to(Dsk.dtype), None if z is None else dz,
             None if bias is None else db_p.sum(0).to(bias.dtype),
             None if not gaps_grad else dgaps.to(gaps.dtype))
 
 
-def _pick_block_d(d_per_group: int, target: int) -> int:
-    bd = 1
-    while bd * 2 <= target and d_per_group % (bd * 2) == 0:
-        bd *= 2
-    return bd
-
-
-def _s6_fwd(u, delta, A, B, C, Dsk, z, bias, gaps, softplus, need_carry, need_last, deterministic):
-    """Launcher: u, delta, z contiguous (batch, D, L); B, C contiguous (batch, G, N, L)."""
-    batch, dim, length = u.shape
-    groups, nstate = B.shape[1], B.shape[2]
-    n_chunks = triton.cdiv(length, CHUNK)
-    out = torch.empty_like(u)
-    carry = torch.empty(batch, dim, n_chunks, nstate, device=u.device, dtype=torch.float32) \
-        if need_carry else out
-    last = torch.empty(batch, dim, nstate, device=u.device, dtype=torch.float32) \
-        if need_last else out
-    dummy = u
-    args = (u, delta, A, B, C, dummy if Dsk is None else Dsk, dummy if z is None else z,
-            dummy if bias is None else bias, dummy if gaps is None else gaps, out, carry, last,
-            dim, length, nstate, dim // groups, groups, n_chunks)
-    flags = dict(NP=triton.next_power_of_2(nstate), CHUNK_L=CHUNK, HAS_D=Dsk is not None,
-                 HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus,
-                 HAS_GAPS=gaps is not None, STORE_CARRY=need_carry, STORE_LAST=need_last)
-    if deterministic or _INTERPRET:
-        bl = min(CHUNK, 16)
-        bd = _pick_block_d(dim // groups, 2 if _INTERPRET else max(1, 8192 // (nstate * bl)))
-        _s6_fwd_kernel[(batch, dim // bd)](*args, BLOCK_D=bd, BLOCK_L=bl, num_warps=4, **flags)
-    else:
-        grid = lambda meta: (batch, dim // meta["BLOCK_D"])  # noqa: E731
-        _s6_fwd_tuned[grid](*args, **flags)
-    return out, (carry if need_carry else None), (last if need_last else None)
-
-
 def _as_bc4(t: torch.Tensor) -> torch.Tensor:
-    """(batch, N, L) -> (batch, 1, N, L); (batch, G, N, L) stays; made contiguous."""
-    return (t.unsqueeze(1) if t.ndim == 3 else t).contiguous()
+    """(batch, N, L) -> (batch, 1, N, L); (batch, G, N, L) stays."""
+    return t.unsqueeze(1) if t.ndim == 3 else t
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -408,34 +464,37 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps, deterministic):
-        bc_ndim = B.ndim
         u_c, dt_c = u.contiguous(), delta.contiguous()
         z_c = None if z is None else z.contiguous()
         B4, C4 = _as_bc4(B), _as_bc4(C)
+        groups, nstate, length = B4.shape[1], B4.shape[2], B4.shape[3]
+        np_ = triton.next_power_of_2(nstate)
+        bc = _bc_time_major(B4, C4, triton.cdiv(length, CHUNK) * CHUNK, np_)
         A_c = A.contiguous()
         gaps_c = None if gaps is None else gaps.contiguous()
         need_grad = any(ctx.needs_input_grad)
-        out, carry, last = _s6_fwd(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, softplus,
-                                   need_grad, return_last, deterministic)
-        ctx.save_for_backward(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, carry)
-        ctx.flags = (softplus, deterministic, bc_ndim)
+        out, carry, last = _s6_fwd(u_c, dt_c, A_c, bc, Dsk, z_c, bias, gaps_c, groups, nstate,
+                                   softplus, need_grad, return_last)
+        ctx.save_for_backward(u_c, dt_c, A_c, bc, Dsk, z_c, bias, gaps_c, carry)
+        ctx.flags = (softplus, deterministic, B.ndim, groups, nstate, B.dtype, C.dtype)
         ctx.set_materialize_grads(False)
         return (out, last) if return_last else out
 
     @staticmethod
     def backward(ctx, gout, glast=None):
-        u, dt, A, B4, C4, Dsk, z, bias, gaps, carry = ctx.saved_tensors
-        softplus, deterministic, bc_ndim = ctx.flags
+        u, dt, A, bc, Dsk, z, bias, gaps, carry = ctx.saved_tensors
+        softplus, deterministic, bc_ndim, groups, nstate, b_dtype, c_dtype = ctx.flags
         need_gaps = gaps is not None and ctx.needs_input_grad[10]
         if gout is None:
             gout = torch.zeros_like(u)
         grads = _s6_bwd(gout.contiguous(), None if glast is None else glast.contiguous(),
-                        u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus, deterministic,
-                        need_gaps)
+                        u, dt, A, bc, Dsk, z, bias, gaps, carry, groups, nstate, softplus,
+                        deterministic, need_gaps)
         du, ddt, dA, dB, dC, dD, dz, dbias, dgaps = grads
         if bc_ndim == 3:
             dB, dC = dB[:, 0], dC[:, 0]
-        return du, ddt, dA, dB, dC, dD, dz, dbias, None, None, dgaps, None
+        return (du, ddt, dA, dB.to(b_dtype), dC.to(c_dtype), dD, dz, dbias, None, None, dgaps,
+                None)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
