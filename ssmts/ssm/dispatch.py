@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from .selective import selective_scan_ref
+from .selective_fast import selective_scan_fast
 
 __all__ = ["selective_scan", "available_backends", "choose_backend", "BACKENDS"]
 
@@ -61,14 +61,14 @@ def available_backends() -> dict:
         ok, why = False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernel on CPU, slowly)"
     elif ok:
         why = "CUDA device" if cuda else "Triton interpreter (TRITON_INTERPRET=1)"
-    return {"torch": {"usable": True, "why": "always available (selective_scan_ref)"},
+    return {"torch": {"usable": True, "why": "always available (selective_scan_fast)"},
             "triton": {"usable": ok, "why": why}, "cuda": cuda, "interpreter": interp}
 
 
 def _torch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, return_last_state=False, gaps=None):
-    """The fastest torch path available (hook: a chunked torch scan will replace the ref)."""
-    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+    """The fastest torch path: the blocked in-place recurrence of :mod:`.selective_fast`."""
+    return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                               return_last_state, gaps)
 
 
