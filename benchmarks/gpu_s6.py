@@ -6,7 +6,8 @@ One call does everything (see benchmarks/NOTES_s6.md):
 2. per case, checks ours against the float64 torch reference on fresh random inputs
    (a slice of the case: batch <= 2, D <= 128, same L and N; outputs poisoned with NaN
    through the caching allocator before the call), forward, final state and every gradient;
-3. times ours and mamba_ssm's ``selective_scan_fn`` on the same full-size inputs
+3. times ours (``--impl v2|v3|both``, default both: ``kernels/selective_scan.py`` and
+   ``kernels/selective_scan_v3.py``) and mamba_ssm's ``selective_scan_fn`` on the same full-size inputs
    (z gating, D skip, delta_bias, softplus), forward and forward+backward,
    ``triton.testing.do_bench`` medians, and the peak memory of one forward+backward;
 4. prints a table and writes JSON to ``$OUT/s6.json``.
@@ -27,8 +28,26 @@ import time
 import torch
 import triton.testing
 
-from ssmts.kernels.selective_scan import selective_scan
-from ssmts.ssm.selective import selective_scan_ref
+try:
+    import ssmts.kernels.selective_scan  # noqa: F401
+except ImportError:  # running from a checkout that is not pip-installed
+    import importlib.util
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, _root)
+    import ssmts
+    _spec = importlib.util.spec_from_file_location(
+        "ssmts.kernels", os.path.join(_root, "kernels", "__init__.py"),
+        submodule_search_locations=[os.path.join(_root, "kernels")])
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules["ssmts.kernels"] = _mod
+    _spec.loader.exec_module(_mod)
+    ssmts.kernels = _mod
+
+from ssmts.kernels.selective_scan import selective_scan as selective_scan_v2  # noqa: E402
+from ssmts.kernels.selective_scan_v3 import selective_scan as selective_scan_v3  # noqa: E402
+from ssmts.ssm.selective import selective_scan_ref  # noqa: E402
+
+IMPLS = {"v2": selective_scan_v2, "v3": selective_scan_v3}
 
 CASES = [  # name, batch, D, L, N, dtype
     ("S6-A", 8, 2048, 4096, 16, torch.bfloat16),
@@ -64,23 +83,27 @@ def _poison():
     del x
 
 
-def check_case(batch, dim, length, n, dtype, seed=1234):
-    """Max relative error (vs float64 reference) of output and all gradients."""
+def check_case(batch, dim, length, n, dtype, impls, seed=1234):
+    """Per implementation: max relative error (vs the float64 reference, computed once) of
+    the output and all gradients, and the per-tensor errors."""
     t = make_inputs(min(batch, 2), min(dim, 128), min(length, 8192), n, dtype, seed)
-    ours = {k: v.clone().requires_grad_(True) for k, v in t.items()}
     ref = {k: v.detach().double().requires_grad_(True) for k, v in t.items()}
-    _poison()
-    out = _call(selective_scan, ours)
-    gout = torch.randn(out.shape, device="cuda", dtype=torch.float64)
-    _poison()
-    g_ours = torch.autograd.grad((out.double() * gout).sum(), list(ours.values()))
     rout = _call(selective_scan_ref, ref)
+    gout = torch.randn(rout.shape, device="cuda", dtype=torch.float64)
     g_ref = torch.autograd.grad((rout * gout).sum(), list(ref.values()))
-    errs = {"out": (out.double() - rout).abs().max().item() / rout.abs().max().item()}
-    for k, a, b in zip(ours, g_ours, g_ref):
-        errs["d" + k] = (a.double() - b).abs().max().item() / b.abs().max().item()
-    errs = {k: (float("inf") if v != v else v) for k, v in errs.items()}  # NaN -> inf
-    return max(errs.values()), errs
+    res = {}
+    for name in impls:
+        ours = {k: v.clone().requires_grad_(True) for k, v in t.items()}
+        _poison()
+        out = _call(IMPLS[name], ours)
+        _poison()
+        g_ours = torch.autograd.grad((out.double() * gout).sum(), list(ours.values()))
+        errs = {"out": (out.double() - rout).abs().max().item() / rout.abs().max().item()}
+        for k, a, b in zip(ours, g_ours, g_ref):
+            errs["d" + k] = (a.double() - b).abs().max().item() / b.abs().max().item()
+        errs = {k: (float("inf") if v != v else v) for k, v in errs.items()}  # NaN -> inf
+        res[name] = (max(errs.values()), errs)
+    return res
 
 
 def _bench(fn, t, grads):
@@ -135,8 +158,9 @@ def _floors(batch, dim, length, n, dtype, bw, ex_rate):
     return max(fwd_bytes / bw * 1e3, ex), max((fwd_bytes + bwd_bytes) / bw * 1e3, 2 * ex)
 
 
-def check_and_time_s6(cases=CASES):
-    """Check and time each case; returns one dict per case (times in ms, memory in GB)."""
+def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
+    """Check and time each case and implementation; returns one dict per (case, impl)
+    (times in ms, memory in GB). ``sink(rows)`` is called after every case."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_fn
     except Exception as exc:  # anchor missing: time ours only
@@ -144,70 +168,140 @@ def check_and_time_s6(cases=CASES):
         mamba_fn = None
     bw = copy_bandwidth()
     ex_rate, clk = exp_rate()
+    meta = dict(copy_bw_tbs=bw / 1e12, exp_rate_t=ex_rate / 1e12, sm_clock_ghz=clk / 1e9)
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s; exp2 rate {ex_rate / 1e12:.2f} T/s "
           f"(SM clock {clk / 1e9:.2f} GHz)", flush=True)
     rows = []
     for name, batch, dim, length, n, dtype in cases:
         t0 = time.time()
-        err, errs = check_case(batch, dim, length, n, dtype)
+        checks = check_case(batch, dim, length, n, dtype, impls)
         t = make_inputs(batch, dim, length, n, dtype, seed=99)
         grads = torch.randn_like(t["u"])
-        ours = _bench(selective_scan, t, grads)
         anchor = _bench(mamba_fn, t, grads) if mamba_fn is not None else (float("nan"),) * 3
         f_fwd, f_fb = _floors(batch, dim, length, n, dtype, bw, ex_rate)
-        row = dict(case=name, shape=[batch, dim, length, n], dtype=str(dtype).split(".")[-1],
-                   ours_fwd=ours[0], ours_fb=ours[1], ours_peak_gb=ours[2],
-                   anchor_fwd=anchor[0], anchor_fb=anchor[1], anchor_peak_gb=anchor[2],
-                   ratio_fwd=anchor[0] / ours[0], ratio_fb=anchor[1] / ours[1],
-                   floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours[0],
-                   pct_floor_fb=100 * f_fb / ours[1], max_rel_err=err, errs=errs,
-                   seconds=time.time() - t0)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for impl in impls:
+            ours = _bench(IMPLS[impl], t, grads)
+            err, errs = checks[impl]
+            row = dict(case=name, impl=impl, shape=[batch, dim, length, n],
+                       dtype=str(dtype).split(".")[-1],
+                       ours_fwd=ours[0], ours_fb=ours[1], ours_peak_gb=ours[2],
+                       anchor_fwd=anchor[0], anchor_fb=anchor[1], anchor_peak_gb=anchor[2],
+                       ratio_fwd=anchor[0] / ours[0], ratio_fb=anchor[1] / ours[1],
+                       floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours[0],
+                       pct_floor_fb=100 * f_fb / ours[1], max_rel_err=err, errs=errs,
+                       seconds=time.time() - t0)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
         del t, grads
         torch.cuda.empty_cache()
-    return rows, dict(copy_bw_tbs=bw / 1e12, exp_rate_t=ex_rate / 1e12, sm_clock_ghz=clk / 1e9)
+        if sink is not None:
+            sink(rows, meta)
+    return rows, meta
 
 
 def print_table(rows):
-    hdr = (f"{'case':14s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | "
+    hdr = (f"{'case':14s} {'impl':4s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | "
            f"{'f+b ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | {'peakGB':>6s} {'anchor':>6s}"
            f" | {'rel err':>8s}")
     print(hdr)
     for r in rows:
-        print(f"{r['case']:14s} {r['dtype']:8s} {r['ours_fwd']:7.3f} {r['anchor_fwd']:7.3f} "
+        print(f"{r['case']:14s} {r.get('impl', 'v2'):4s} {r['dtype']:8s} {r['ours_fwd']:7.3f} {r['anchor_fwd']:7.3f} "
               f"{r['ratio_fwd']:5.2f} {r['pct_floor_fwd']:4.0f} | {r['ours_fb']:7.3f} "
               f"{r['anchor_fb']:7.3f} {r['ratio_fb']:5.2f} {r['pct_floor_fb']:4.0f} | "
               f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e}")
 
 
 def sweep():
-    """S6-A bf16: channels per program (env SSMTS_S6_BD) and deterministic mode, ms."""
+    """S6-A bf16, v2: channels per program (env SSMTS_S6_BD) and deterministic mode, ms."""
     t = make_inputs(8, 2048, 4096, 16, torch.bfloat16, seed=99)
     grads = torch.randn_like(t["u"])
     res = []
     for bd in ("8", "16", "32"):
         os.environ["SSMTS_S6_BD"] = bd
-        fwd, fb, peak = _bench(selective_scan, t, grads)
+        fwd, fb, peak = _bench(selective_scan_v2, t, grads)
         res.append(dict(bd=int(bd), fwd=fwd, fb=fb, peak_gb=peak))
         print("sweep", res[-1], flush=True)
     os.environ.pop("SSMTS_S6_BD")
-    det = lambda *a, **k: selective_scan(*a, deterministic=True, **k)  # noqa: E731
+    det = lambda *a, **k: selective_scan_v2(*a, deterministic=True, **k)  # noqa: E731
     fwd, fb, peak = _bench(det, t, grads)
     res.append(dict(bd="auto", deterministic=True, fwd=fwd, fb=fb, peak_gb=peak))
     print("sweep", res[-1], flush=True)
     return res
 
 
+V3_FWD = ["1,1024,4", "2,1024,4", "2,2048,8", "4,1024,8"]
+V3_BWD = ["1,1024,4", "2,1024,8", "1,2048,8", "2,1024,4"]
+
+
+def sweep_v3(batch=8, dim=2048, length=4096, n=16, dtype=torch.bfloat16):
+    """v3 launch configs "BLOCK_D,BLOCK_L,warps" (env SSMTS_S6V3_FWD / _BWD) at S6-A bf16,
+    and deterministic mode; ms. Forward configs are timed with the default backward and
+    the reverse."""
+    t = make_inputs(batch, dim, length, n, dtype, seed=99)
+    grads = torch.randn_like(t["u"])
+    res = []
+    for var, cfgs in (("SSMTS_S6V3_FWD", V3_FWD), ("SSMTS_S6V3_BWD", V3_BWD)):
+        for cfg in cfgs:
+            os.environ[var] = cfg
+            try:
+                fwd, fb, peak = _bench(selective_scan_v3, t, grads)
+            except Exception as exc:  # a config that does not compile or fit
+                fwd = fb = peak = float("nan")
+                print("sweep_v3", var, cfg, "failed:", str(exc)[:200])
+            res.append(dict(var=var, cfg=cfg, fwd=fwd, fb=fb, peak_gb=peak))
+            print("sweep_v3", res[-1], flush=True)
+            os.environ.pop(var)
+    det = lambda *a, **k: selective_scan_v3(*a, deterministic=True, **k)  # noqa: E731
+    fwd, fb, peak = _bench(det, t, grads)
+    res.append(dict(cfg="default", deterministic=True, fwd=fwd, fb=fb, peak_gb=peak))
+    print("sweep_v3", res[-1], flush=True)
+    return res
+
+
+def _arg(flag, default):
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
+
+
+def diag():
+    """One v3 forward+backward at S6-A bf16 after a warm-up, for ncu (-k regex:_s6v3)."""
+    t = make_inputs(8, 2048, 4096, 16, torch.bfloat16, seed=99)
+    leaves = [t[k] for k in ("u", "delta", "z", "B", "C")]
+    for x in leaves:
+        x.requires_grad_(True)
+    grads = torch.randn_like(t["u"])
+    for _ in range(2):
+        _call(selective_scan_v3, t).backward(grads)
+    torch.cuda.synchronize()
+
+
 if __name__ == "__main__":
-    do_sweep = "--sweep" in sys.argv
-    sel = [a for a in sys.argv[1:] if a != "--sweep"]
+    if "--diag" in sys.argv:
+        diag()
+        sys.exit(0)
+    impl = _arg("--impl", "both")
+    impls = ("v2", "v3") if impl == "both" else (impl,)
+    skip = {"--impl", impl, "--sweep", "--sweep-v3"}
+    sel = [a for a in sys.argv[1:] if a not in skip]
     cases = [c for c in CASES if not sel or c[0] in sel]
-    rows, meta = check_and_time_s6(cases)
-    if do_sweep:
-        meta["sweep_s6a_bf16"] = sweep()
-    print_table(rows)
     out = os.environ.get("OUT", ".")
-    with open(os.path.join(out, "s6.json"), "w") as f:
-        json.dump(dict(meta=meta, device=torch.cuda.get_device_name(0),
-                       chunk=int(os.environ.get("SSMTS_S6_CHUNK", "16")), rows=rows), f, indent=1)
+
+    def write(rows, meta):
+        with open(os.path.join(out, "s6.json"), "w") as f:
+            json.dump(dict(meta=meta, device=torch.cuda.get_device_name(0), impls=list(impls),
+                           chunk_v2=int(os.environ.get("SSMTS_S6_CHUNK", "16")), rows=rows),
+                      f, indent=1)
+
+    t_start = time.time()
+    rows, meta = check_and_time_s6(cases, impls, sink=write)
+    budget = float(os.environ.get("S6_SWEEP_AFTER_S", "1e9"))  # skip sweeps past this
+    if time.time() - t_start > budget:
+        print(f"sweeps skipped: {time.time() - t_start:.0f} s > {budget:.0f} s", flush=True)
+        sys.argv = [a for a in sys.argv if not a.startswith("--sweep")]
+    if "--sweep" in sys.argv:
+        meta["sweep_s6a_bf16"] = sweep()
+        write(rows, meta)
+    if "--sweep-v3" in sys.argv:
+        meta["sweep_v3_s6a_bf16"] = sweep_v3()
+        write(rows, meta)
+    print_table(rows)
+    write(rows, meta)

@@ -72,6 +72,18 @@ def _torch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                               return_last_state, gaps)
 
 
+def _triton_kernel_for(u: torch.Tensor):
+    """Which Triton selective scan: v3 (time-parallel, one program per channel) when
+    batch * D programs of v2 could not fill the GPU (fewer than 16 per SM), else v2
+    (time-sequential per channel). Measured on an H100: see benchmarks/NOTES_s6.md."""
+    n_sm = torch.cuda.get_device_properties(u.device).multi_processor_count if u.is_cuda else 132
+    if u.shape[0] * u.shape[1] < 16 * n_sm:
+        from ssmts.kernels.selective_scan_v3 import selective_scan as kernel
+    else:
+        from ssmts.kernels.selective_scan import selective_scan as kernel
+    return kernel
+
+
 def choose_backend(backend: str, u: torch.Tensor, what: str = "selective_scan",
                    module: str = "selective_scan") -> str:
     """Resolve ``backend`` to "triton" or "torch" for op ``what`` on tensors like ``u``.
@@ -151,7 +163,5 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if not isinstance(u, torch.Tensor):
         raise ValueError(f"u: expected a torch.Tensor, got {type(u).__name__}")
     if _choose(backend, u) == "triton":
-        from ssmts.kernels.selective_scan import selective_scan as _triton_scan
-
-        return _triton_scan(*args)
+        return _triton_kernel_for(u)(*args)
     return _torch_selective_scan(*args)
