@@ -47,7 +47,16 @@ from ssmts.kernels.selective_scan import selective_scan as selective_scan_v2  # 
 from ssmts.kernels.selective_scan_v3 import selective_scan as selective_scan_v3  # noqa: E402
 from ssmts.ssm.selective import selective_scan_ref  # noqa: E402
 
-IMPLS = {"v2": selective_scan_v2, "v3": selective_scan_v3}
+
+
+def selective_scan_dispatch(*args, **kw):
+    """What ``ssmts.ssm.dispatch.selective_scan(backend="triton")`` runs for these tensors."""
+    from ssmts.ssm.dispatch import _triton_kernel_for
+
+    return _triton_kernel_for(args[0])(*args, **kw)
+
+
+IMPLS = {"v2": selective_scan_v2, "v3": selective_scan_v3, "dispatch": selective_scan_dispatch}
 
 CASES = [  # name, batch, D, L, N, dtype
     ("S6-A", 8, 2048, 4096, 16, torch.bfloat16),
@@ -279,7 +288,7 @@ if __name__ == "__main__":
         diag()
         sys.exit(0)
     impl = _arg("--impl", "both")
-    impls = ("v2", "v3") if impl == "both" else (impl,)
+    impls = ("v2", "v3") if impl == "both" else (impl,)  # or "dispatch": the dispatcher's pick
     skip = {"--impl", impl, "--sweep", "--sweep-v3"}
     sel = [a for a in sys.argv[1:] if a not in skip]
     cases = [c for c in CASES if not sel or c[0] in sel]
