@@ -454,6 +454,14 @@ def _s6_bwd(gout, glast, u, dt, A, bc, Dsk, z, bias, gaps, carry, groups, nstate
             None if not gaps_grad else dgaps.to(gaps.dtype))
 
 
+def needs_reference(u, A, B, C) -> bool:
+    """Inputs the kernels leave to ``selective_scan_ref``: fixed (D, N) B/C, complex,
+    float64, or B and C of different layouts."""
+    return (B.ndim == 2 or C.ndim == 2 or A.is_complex() or B.is_complex() or C.is_complex()
+            or u.dtype == torch.float64 or B.ndim != C.ndim
+            or (B.ndim == 4 and B.shape[1] != C.shape[1]))
+
+
 def _as_bc4(t: torch.Tensor) -> torch.Tensor:
     """(batch, N, L) -> (batch, 1, N, L); (batch, G, N, L) stays."""
     return t.unsqueeze(1) if t.ndim == 3 else t
@@ -520,9 +528,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     last_state : fp32 tensor, shape (batch, D, N), only if ``return_last_state``
     """
     check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, gaps)
-    if (B.ndim == 2 or C.ndim == 2 or A.is_complex() or B.is_complex() or C.is_complex()
-            or u.dtype == torch.float64 or B.ndim != C.ndim
-            or (B.ndim == 4 and B.shape[1] != C.shape[1])):
+    if needs_reference(u, A, B, C):
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, gaps)
     if deterministic is None:

@@ -35,6 +35,8 @@ import triton.language as tl
 
 from ssmts.ssm.selective import check_selective_scan_args, selective_scan_ref
 
+from .selective_scan import deterministic_default, needs_reference
+
 __all__ = ["selective_scan", "selective_scan_fn"]
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -263,11 +265,6 @@ def _s6v3_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_pt
         tl.store(dbias_ptr + pid_b * dim + offs_d, db_acc)
 
 
-def deterministic_default() -> bool:
-    """The default of ``deterministic``: env ``SSMTS_DETERMINISTIC`` set to 1/true/yes."""
-    return os.environ.get("SSMTS_DETERMINISTIC", "0").lower() in ("1", "true", "yes")
-
-
 def _env_cfg(name: str) -> tuple[int, int, int] | None:
     """``"BLOCK_D,BLOCK_L,num_warps"`` from env (sweeps), else None."""
     v = os.environ.get(name)
@@ -443,9 +440,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     last_state : fp32 tensor, shape (batch, D, N), only if ``return_last_state``
     """
     check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, gaps)
-    if (B.ndim == 2 or C.ndim == 2 or A.is_complex() or B.is_complex() or C.is_complex()
-            or u.dtype == torch.float64 or B.ndim != C.ndim
-            or (B.ndim == 4 and B.shape[1] != C.shape[1])):
+    if needs_reference(u, A, B, C):
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, gaps)
     if deterministic is None:

@@ -1,4 +1,8 @@
-"""Fused selective scan (Triton) vs the float64 torch reference, forward and backward.
+"""Fused selective scans (Triton v2 and v3) vs the float64 torch reference, fwd and bwd.
+
+Every kernel test runs for both implementations (the ``kernel`` fixture). v2's chunk is
+16 steps; under the interpreter v3's forward chunk is 8 steps and its backward's 16
+(two forward carries per backward chunk).
 
 Runs under the Triton interpreter on CPU (conftest sets TRITON_INTERPRET=1), where the
 kernel's chunk is 16 steps: L in {1, 17, 40, 64} covers a single step, partial last
@@ -10,12 +14,20 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from ssmts.kernels.selective_scan import selective_scan, selective_scan_fn  # noqa: E402
+from ssmts.kernels import selective_scan as k_v2  # noqa: E402
+from ssmts.kernels import selective_scan_v3 as k_v3  # noqa: E402
 from ssmts.ssm import dispatch  # noqa: E402
 from ssmts.ssm.selective import selective_scan_ref  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "gaps"]
+KERNELS = {"v2": k_v2, "v3": k_v3}
+
+
+@pytest.fixture(params=list(KERNELS))
+def kernel(request):
+    """The kernel module under test (``selective_scan`` and ``selective_scan_fn``)."""
+    return KERNELS[request.param]
 
 
 def _inputs(batch, dim, n, length, groups, dtype, seed, with_z=True, with_d=True,
@@ -58,8 +70,8 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
-def _check(low, ref, softplus, tol, **kw):
-    out, last = _run(selective_scan, low, softplus, **kw)
+def _check(kernel, low, ref, softplus, tol, **kw):
+    out, last = _run(kernel.selective_scan, low, softplus, **kw)
     rout, rlast = _run(selective_scan_ref, ref, softplus)
     assert out.dtype == low["u"].dtype and last.shape == rlast.shape
     gen = torch.Generator().manual_seed(7)
@@ -85,35 +97,36 @@ def _check(low, ref, softplus, tol, **kw):
     (64, 1, 4, dict(with_gaps=False)),                                # whole chunks, 4-D G=1
     (1, 2, 8, {}),                                                    # a single step
 ])
-@pytest.mark.parametrize("softplus", [True])
-def test_fp32_matches_float64_reference(length, groups, n, flags, softplus):
+def test_fp32_matches_float64_reference(kernel, length, groups, n, flags):
     low, ref = _inputs(2, 4, n, length, groups, torch.float32, seed=length, **flags)
-    _check(low, ref, softplus, tol=1e-5)
+    _check(kernel, low, ref, True, tol=1e-5)
 
 
-def test_deterministic_mode_no_softplus():
+def test_deterministic_mode_no_softplus(kernel):
     """Deterministic reductions (partial sums, fixed config) give the same gradients."""
     low, ref = _inputs(2, 8, 4, 33, 2, torch.float32, seed=3, softplus=False)
-    _check(low, ref, False, tol=1e-5, deterministic=True)
+    _check(kernel, low, ref, False, tol=1e-5, deterministic=True)
 
 
-def test_deterministic_is_bitwise_repeatable():
+def test_deterministic_is_bitwise_repeatable(kernel):
     low, _ = _inputs(2, 4, 4, 20, 1, torch.float32, seed=5, with_z=False)
     outs = []
     for _ in range(2):
-        out, last = _run(selective_scan, low, True, deterministic=True)
+        out, last = _run(kernel.selective_scan, low, True, deterministic=True)
         outs.append(torch.autograd.grad(out.sum() + last.sum(), [low["B"], low["C"]]))
     assert all(torch.equal(a, b) for a, b in zip(*outs))
 
 
-def test_bf16_inputs_within_loose_tolerance():
-    low, ref = _inputs(2, 4, 4, 24, 2, torch.bfloat16, seed=11)
-    _check(low, ref, True, tol=2e-2)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs_within_loose_tolerance(kernel, dtype):
+    low, ref = _inputs(2, 4, 4, 24, 2, dtype, seed=11)
+    _check(kernel, low, ref, True, tol=2e-2)
 
 
-def test_alias_and_fallback_for_fixed_bc():
+def test_alias_and_fallback_for_fixed_bc(kernel):
     """selective_scan_fn is the same function; (D, N) B/C goes to the torch reference."""
-    assert selective_scan_fn is selective_scan
+    selective_scan = kernel.selective_scan
+    assert kernel.selective_scan_fn is selective_scan
     g = torch.Generator().manual_seed(1)
     u, dl = torch.randn(1, 3, 5, generator=g), torch.randn(1, 3, 5, generator=g) - 3
     A, B, C = -torch.rand(3, 2, generator=g) - 0.5, torch.randn(3, 2, generator=g), \
@@ -122,10 +135,10 @@ def test_alias_and_fallback_for_fixed_bc():
                                selective_scan_ref(u, dl, A, B, C, delta_softplus=True))
 
 
-def test_bad_shape_names_argument():
+def test_bad_shape_names_argument(kernel):
     u = torch.randn(1, 3, 5)
     with pytest.raises(ValueError, match="delta"):
-        selective_scan(u, torch.randn(1, 3, 4), -torch.rand(3, 2), torch.randn(1, 2, 5),
+        kernel.selective_scan(u, torch.randn(1, 3, 4), -torch.rand(3, 2), torch.randn(1, 2, 5),
                        torch.randn(1, 2, 5))
 
 
