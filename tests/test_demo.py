@@ -24,8 +24,11 @@ def test_run_demo_quick(tmp_path, capsys):
             assert math.isfinite(row[key]) and row[key] >= 0, (name, key, row[key])
         assert row["mae"] ** 2 <= row["mse"] + 1e-9  # Jensen: a cheap sanity check
     assert report["n_missing"] == 59 and report["test_weeks"] == 104
+    # the SSM is fitted on the raw series, its window normalisation following the trend
+    assert report["ssm_settings"]["window_norm"] == "mean"
     out = capsys.readouterr().out
-    assert "59 missing weeks" in out and "MAE" in out
+    assert "59 missing weeks" in out and "MAE" in out and "fit (s)" in out
+    assert "quadratic" not in out  # no detrending crutch
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -29,7 +29,7 @@ from ssmts.data.container import _plain, _unplain
 __all__ = ["save_forecaster", "load_forecaster", "WEIGHTS", "CONFIG"]
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-FORMAT = 1
+FORMAT = 2  # 2: window normalisation (window_norm, window_affine) in params and origin
 
 
 def _flatten(tree, prefix: str, out: dict):

@@ -15,27 +15,26 @@ import warnings
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ssmts.data import (MeanStdScaler, SeriesData, align_exog, from_predictions, future_times,
-                        make_scaler, to_series_data)
-from ssmts.models.forecast import ForecastNet
+from ssmts.data import (SeriesData, align_exog, from_predictions, future_times, make_scaler,
+                        to_series_data)
+from ssmts.estimators import _convert as _cv
+from ssmts.estimators import _rollout as _ro
+from ssmts.models.forecast import WINDOW_NORMS, ForecastNet
 
 __all__ = ["SSMForecaster"]
 
+# Initial Δ range for context windows of ~10-1000 steps. With Re Λ = -1/2 (HiPPO-N / S4D
+# inits) a state's time constant is 2/Δ steps, so Δ in [1e-2, 1] spans 2..200 steps; the
+# layers' own defaults [1e-3, 1e-1] (20..2000 steps, input gain B̄ ≈ Δ B down to 1e-3)
+# made S5 / S4D learn slowly on windows of 36-96 steps.
+_LAYER_DEFAULTS: dict = {"s5": {"dt_min": 1e-2, "dt_max": 1.0},
+                         "s4": {"dt_min": 1e-2, "dt_max": 1.0},
+                         "s4d": {"dt_min": 1e-2, "dt_max": 1.0}}
+
 _DEFAULT_Q = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
-
-
-def _select(keep: torch.Tensor, new, old):
-    """Per batch row, ``new`` where keep else ``old``, through lists / tuples / dicts of tensors."""
-    if isinstance(new, dict):
-        return {k: _select(keep, new[k], old[k]) for k in new}
-    if isinstance(new, (list, tuple)):
-        return type(new)(_select(keep, n, o) for n, o in zip(new, old))
-    return torch.where(keep.reshape(-1, *([1] * (new.ndim - 1))), new, old)
 
 
 def _is_int(x) -> bool:
@@ -70,6 +69,15 @@ class SSMForecaster(BaseEstimator):
         Raised to ``horizon``; dropped with a warning when the series are too short.
     scaler : {"series", "channel", "global", "none"}
         NaN-aware standardisation of y (covariates are always standardised per channel).
+    window_norm : {"mean", "last", None}
+        Instance normalisation inside the network (RevIN), after the global scaler:
+        each context window and channel is centred on the mean (or the last value) of
+        its observed values and divided by their std (floored at 0.01 scaled units);
+        the outputs are mapped back, so the loss stays in globally scaled units. Lets
+        the model follow levels and trends it never saw in training. The statistics
+        belong to the forecast origin: ``update`` keeps those of the fitted context.
+    window_affine : bool
+        Learnable per-channel affine map after the window normalisation.
     stride : int
         Steps between training windows.
     id_col, time_col : label, optional
@@ -113,9 +121,10 @@ class SSMForecaster(BaseEstimator):
     def __init__(self, backbone: str = "s5", lookback: int = 96, horizon: int = 24,
                  d_model: int = 64, n_layers: int = 2, d_state: int = 32, dropout: float = 0.1,
                  loss: str = "mse", quantiles=None, channel: str = "mixed",
-                 max_epochs: int = 30, batch_size: int = 32, lr: float = 3e-3,
+                 max_epochs: int = 30, batch_size: int = 32, lr: float = 1e-2,
                  lr_schedule: str = "cosine", early_stopping: bool = True,
-                 val_size: int | float = 0.2, scaler: str | None = "series", stride: int = 1,
+                 val_size: int | float = 0.2, scaler: str | None = "series",
+                 window_norm: str | None = "mean", window_affine: bool = False, stride: int = 1,
                  id_col=None, time_col=None, device: str = "auto", trainer_kwargs=None,
                  random_state: int | None = None, verbose: bool = False,
                  target_transformer=None):
@@ -136,6 +145,8 @@ class SSMForecaster(BaseEstimator):
         self.early_stopping = early_stopping
         self.val_size = val_size
         self.scaler = scaler
+        self.window_norm = window_norm
+        self.window_affine = window_affine
         self.stride = stride
         self.id_col = id_col
         self.time_col = time_col
@@ -153,7 +164,8 @@ class SSMForecaster(BaseEstimator):
             if not _is_int(v) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
         choices = {"backbone": ("s5", "s4", "s4d", "mamba"), "loss": ("mse", "mae", "quantile"),
-                   "channel": ("mixed", "independent"), "lr_schedule": ("cosine", "constant")}
+                   "channel": ("mixed", "independent"), "lr_schedule": ("cosine", "constant"),
+                   "window_norm": WINDOW_NORMS}
         for name, ok in choices.items():
             if getattr(self, name) not in ok:
                 raise ValueError(f"{name}: expected one of {list(ok)}, got {getattr(self, name)!r}")
@@ -184,34 +196,14 @@ class SSMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------- transforms
     def _forward_target(self, data: SeriesData, fit: bool = False) -> SeriesData:
-        """Apply target_transformer(_) to data's values (valid rows only)."""
+        """Apply target_transformer(_) to data's values; ``fit`` writes target_transformer_."""
         if fit:
-            self.target_transformer_ = None
-        if self.target_transformer is None:
-            return data
-        valid = data.valid  # (n, T)
-        flat = data.values[valid]  # (n_rows, C)
-        if fit:
-            self.target_transformer_ = clone(self.target_transformer).fit(flat)
-        out = np.asarray(self.target_transformer_.transform(flat), dtype=np.float64)
-        if out.shape != flat.shape:
-            raise ValueError(f"target_transformer: must keep the shape {flat.shape}, got "
-                             f"{out.shape}; use a column-wise invertible transformer")
-        vals = np.full(data.values.shape, np.nan)
-        vals[valid] = out
-        vals = np.where(data.mask, vals, np.nan)
-        if np.isinf(vals).any() or (np.isnan(vals) & data.mask).any():
-            raise ValueError("target_transformer: produced NaN or inf from observed values; "
-                             "check that it is defined on y's range")
-        return dataclasses.replace(data, values=vals)
+            self.target_transformer_ = None if self.target_transformer is None else \
+                clone(self.target_transformer).fit(data.values[data.valid])
+        return _cv.transform_target(self.target_transformer_, data)
 
     def _inverse_target(self, pred: np.ndarray) -> np.ndarray:
-        """Invert target_transformer_ on an array ending in C."""
-        if getattr(self, "target_transformer_", None) is None:
-            return pred
-        C = pred.shape[-1]
-        flat = pred.reshape(-1, C)  # (rows, C)
-        return np.asarray(self.target_transformer_.inverse_transform(flat)).reshape(pred.shape)
+        return _cv.inverse_target(getattr(self, "target_transformer_", None), pred)
 
     def _scale(self, data: SeriesData) -> SeriesData:
         return dataclasses.replace(data, values=self.scaler_.transform(data.values))
@@ -265,95 +257,32 @@ class SSMForecaster(BaseEstimator):
         self.n_features_in_ = len(self.columns_)
         if all(isinstance(c, str) for c in self.columns_):
             self.feature_names_in_ = np.asarray(self.columns_, dtype=object)
-        self._fit_exog(X, data)
+        self.n_exog_, self.exog_columns_, self.exog_scaler_, ex = _cv.read_exog(
+            X, data, self.id_col, self.time_col)
         self.scaler_ = make_scaler(self.scaler).fit(data.values, data.mask)
-        exog = None if self.n_exog_ == 0 else self.exog_scaler_.transform(self._exog_raw)
-        del self._exog_raw
+        exog = None if ex is None else self.exog_scaler_.transform(ex)
         self._train(self._scale(data), exog)
         self._set_origin(data, exog)
         return self
 
-    def _fit_exog(self, X, data: SeriesData) -> None:
-        self.n_exog_, self.exog_columns_, self.exog_scaler_ = 0, None, None
-        self._exog_raw = None
-        if X is None:
-            return
-        if isinstance(X, pd.DataFrame):
-            skip = {self.id_col, self.time_col}
-            self.exog_columns_ = tuple(c for c in X.columns if c not in skip)
-        elif isinstance(X, pd.Series):
-            self.exog_columns_ = (X.name,)
-        ex = align_exog(X, data, columns=self.exog_columns_)  # (n, T, C_x)
-        self.n_exog_ = ex.shape[-1]
-        self.exog_scaler_ = MeanStdScaler(by="channel").fit(ex)
-        self._exog_raw = ex
-
     def _train(self, scaled: SeriesData, exog: np.ndarray | None) -> None:
         """Build net_ and train it with Lightning; sets train_loss_ / val_loss_."""
-        import lightning as L
+        from ssmts.estimators._fitting import train_network
 
-        from ssmts.training import ForecastDataModule, ForecastModule, build_trainer, \
-            quiet_lightning
-
-        det = (torch.are_deterministic_algorithms_enabled(),
-               torch.is_deterministic_algorithms_warn_only_enabled())
-        with quiet_lightning(self.verbose):
-            if self.random_state is not None:
-                L.seed_everything(int(self.random_state), verbose=False)
-            self.net_ = self._build_net()
-            dm = self._datamodule(scaled, exog, ForecastDataModule)
-            module = ForecastModule(self.net_, self.loss, self._quantile_levels(), float(self.lr),
-                                    lr_schedule=self.lr_schedule)
-            trainer = build_trainer(self.max_epochs, self.device, self.verbose,
-                                    self.early_stopping, dm.n_val > 0,
-                                    deterministic=self.random_state is not None,
-                                    trainer_kwargs=self.trainer_kwargs)
-            try:
-                trainer.fit(module, datamodule=dm)
-            finally:  # Lightning's deterministic flag is global; give it back
-                torch.use_deterministic_algorithms(det[0], warn_only=det[1])
-        self.net_ = module.net.cpu().eval()
-        self.train_loss_, self.val_loss_ = list(module.train_losses), list(module.val_losses)
+        self.net_, self.train_loss_, self.val_loss_ = train_network(self, scaled, exog)
         if self.train_loss_ and not np.isfinite(self.train_loss_[-1]):
             warnings.warn("fit: the training loss is not finite; lower lr", UserWarning)
-
-    def _datamodule(self, scaled: SeriesData, exog, cls):
-        """Windows with a validation tail, or without when the series are too short."""
-        val = self.val_size or 0
-        if val:
-            v = np.maximum(np.round(scaled.lengths * val) if isinstance(val, float) else val,
-                           self.horizon).astype(int)  # (n,)
-            if np.all(scaled.lengths - v >= self.lookback + self.horizon):
-                return cls(scaled, self.lookback, self.horizon, self.batch_size, int(v.min()),
-                           self.stride, exog, self.random_state)
-            warnings.warn(f"val_size: the series are too short for a validation tail of {val} "
-                          f"plus lookback + horizon = {self.lookback + self.horizon} training "
-                          "steps; training without validation", UserWarning)
-        return cls(scaled, self.lookback, self.horizon, self.batch_size, 0, self.stride, exog,
-                   self.random_state)
 
     def _build_net(self) -> ForecastNet:
         q = self._quantile_levels()
         return ForecastNet(self.n_features_in_, self.horizon, n_exog=self.n_exog_,
                            n_outputs=1 if q is None else len(q), channel=self.channel,
                            backbone=self.backbone, d_model=self.d_model, n_layers=self.n_layers,
-                           d_state=self.d_state, dropout=float(self.dropout))
+                           d_state=self.d_state, dropout=float(self.dropout),
+                           layer_kwargs=_LAYER_DEFAULTS.get(self.backbone),
+                           window_norm=self.window_norm, norm_affine=bool(self.window_affine))
 
     # ----------------------------------------------------------------- origin
-    @torch.no_grad()
-    def _advance(self, origin: dict, scaled: SeriesData, exog: np.ndarray | None) -> dict:
-        """Step the origin over every valid row of ``scaled`` (padding rows leave it as is)."""
-        net = self.net_
-        v = torch.tensor(np.nan_to_num(scaled.values), dtype=torch.float32)  # (n, T, C)
-        m = torch.tensor(np.array(scaled.mask), dtype=torch.float32)
-        g = torch.tensor(scaled.gaps, dtype=torch.float32)  # (n, T)
-        ex = None if exog is None else torch.as_tensor(exog, dtype=torch.float32)
-        valid = net.fold_rows(torch.tensor(scaled.valid))  # (B, T)
-        for t in range(scaled.n_steps):
-            new = net.step(v[:, t], m[:, t], g[:, t], origin, None if ex is None else ex[:, t])
-            origin = _select(valid[:, t], new, origin)
-        return origin
-
     def _origin_from(self, data: SeriesData, exog_scaled: np.ndarray | None):
         """(origin, tail) after the last ``lookback`` rows of (target-transformed) data."""
         start = np.maximum(0, data.lengths - self.lookback)
@@ -362,56 +291,19 @@ class SSMForecaster(BaseEstimator):
         if exog_scaled is not None:
             ex = np.stack([np.pad(exog_scaled[s, a:b], ((0, tail.n_steps - (b - a)), (0, 0)))
                            for s, (a, b) in enumerate(zip(start, data.lengths))])
-        origin = self._advance(self.net_.initial_state(data.n_series), self._scale(tail), ex)
-        return origin, tail
+        return _ro.origin_from_tail(self.net_, self._scale(tail), ex), tail
 
     def _set_origin(self, data: SeriesData, exog_scaled) -> None:
         self.origin_, self.context_ = self._origin_from(data, exog_scaled)
         self.index_meta_ = self.context_.index_meta
 
     # ---------------------------------------------------------------- predict
-    def _last_time(self, ctx: SeriesData) -> np.ndarray:
-        return ctx.time[np.arange(ctx.n_series), ctx.lengths - 1]  # (n,)
-
-    @torch.no_grad()
-    def _rollout(self, origin: dict, fgaps: np.ndarray, fex: np.ndarray | None) -> np.ndarray:
-        """Scaled forecasts (n, h, C, n_out): direct head per block of ``horizon`` steps,
-        the point forecast of each block fed back through ``step`` before the next."""
-        net, H = self.net_, self.horizon
-        g = torch.as_tensor(fgaps, dtype=torch.float32)  # (n, h)
-        ex = None if fex is None else torch.as_tensor(fex, dtype=torch.float32)
-        outs = []
-        for a in range(0, g.shape[1], H):
-            gb = g[:, a:a + H]  # (n, hb)
-            exb = None if ex is None else ex[:, a:a + H]
-            tau = torch.cumsum(net.fold_rows(gb), dim=1) + origin["pending"][:, None]
-            out = net.decode(origin["hidden"], tau, exb)  # (n, hb, C, n_out)
-            outs.append(out)
-            if a + H < g.shape[1]:
-                point = torch.as_tensor(self._point(out.numpy()), dtype=torch.float32)
-                ones = torch.ones_like(point[:, 0])
-                for t in range(gb.shape[1]):
-                    origin = net.step(point[:, t], ones, gb[:, t], origin,
-                                      None if exb is None else exb[:, t])
-        return torch.cat(outs, dim=1).numpy().astype(np.float64)
-
     def _point(self, out: np.ndarray) -> np.ndarray:
         """(..., C, n_out) -> (..., C): the forecast, or the median of sorted quantiles."""
         q = self._quantile_levels()
         if q is None:
             return out[..., 0]
-        return self._interp_q(np.sort(out, axis=-1), q, [0.5])[..., 0]
-
-    @staticmethod
-    def _interp_q(out: np.ndarray, q, levels) -> np.ndarray:
-        """Linear interpolation along the last axis from levels q to ``levels``."""
-        idx = np.clip(np.searchsorted(q, levels, side="right") - 1, 0, len(q) - 2) \
-            if len(q) > 1 else np.zeros(len(levels), dtype=int)
-        if len(q) == 1:
-            return out[..., idx]
-        q = np.asarray(q)
-        w = (np.asarray(levels) - q[idx]) / (q[idx + 1] - q[idx])  # (n_levels,)
-        return out[..., idx] * (1 - w) + out[..., idx + 1] * w
+        return _ro.interp_quantiles(np.sort(out, axis=-1), q, [0.5])[..., 0]
 
     def _prepare(self, context, h, X, at, stamps=None):
         """Origin, future gaps, covariates and output metadata for a forecast."""
@@ -437,26 +329,15 @@ class SSMForecaster(BaseEstimator):
                 h = self.horizon
             times, stamps = future_times(ctx.meta, h, at)
         else:
-            times = self._times_of(ctx, stamps)
-        prev = np.concatenate([self._last_time(ctx)[:, None], times[:, :-1]], axis=1)
+            times = _ro.times_after(ctx, stamps)
+        prev = np.concatenate([_ro.last_time(ctx)[:, None], times[:, :-1]], axis=1)
         fex = self._exog(X, ctx, stamps=stamps, name="X")
         return origin, times - prev, fex, ctx, stamps
 
-    def _times_of(self, ctx: SeriesData, stamps, name: str = "y") -> np.ndarray:
-        """Numeric times (n, h) of per-series future stamps; each must follow ctx's end."""
-        meta = ctx.index_meta
-        times = np.stack([meta.to_steps(st, s) for s, st in enumerate(stamps)])  # (n, h)
-        last = self._last_time(ctx)
-        if np.any(times[:, 0] <= last):
-            s = int(np.argmax(times[:, 0] <= last))
-            raise ValueError(f"{name}: its first stamp {stamps[s][0]} is not after the forecast "
-                             f"origin {meta.last[s]} (series {ctx.ids[s]!r}); pass data that "
-                             "follows what the model has seen")
-        return times
-
     def _forecast(self, context, h, X, at, stamps=None):
         origin, fgaps, fex, ctx, stamps = self._prepare(context, h, X, at, stamps)
-        out = np.moveaxis(self._rollout(origin, fgaps, fex), -1, 0)  # (n_out, n, h, C)
+        out = _ro.rollout(self.net_, origin, fgaps, fex, self.horizon, self._point)
+        out = np.moveaxis(out, -1, 0)  # (n_out, n, h, C)
         return out, ctx, stamps
 
     def predict(self, context: Any = None, /, h: int | None = None, X: Any = None,
@@ -540,7 +421,7 @@ class SSMForecaster(BaseEstimator):
     def _quantile_arrays(self, out: np.ndarray, levels) -> np.ndarray:
         """(n_out, n, h, C) scaled outputs -> (n_levels, n, h, C) in y's units, monotone."""
         q = self._quantile_levels()
-        res = self._interp_q(np.sort(np.moveaxis(out, 0, -1), axis=-1), q, levels)
+        res = _ro.interp_quantiles(np.sort(np.moveaxis(out, 0, -1), axis=-1), q, levels)
         return self._inverse_target(self.scaler_.inverse_transform(np.moveaxis(res, -1, 0)))
 
     # ----------------------------------------------------------- update / score
@@ -564,13 +445,13 @@ class SSMForecaster(BaseEstimator):
             L = data.lengths[s]
             t_new[s, :L] = ctx.index_meta.to_steps(data.stamps[s], s)
             t_new[s, L:] = t_new[s, L - 1] + np.arange(1, data.n_steps - L + 1)
-        self._times_of(ctx, tuple(st[:1] for st in data.stamps), "y_new")
-        lead = t_new[:, 0] - self._last_time(ctx)
+        _ro.times_after(ctx, tuple(st[:1] for st in data.stamps), "y_new")
+        lead = t_new[:, 0] - _ro.last_time(ctx)
         data = dataclasses.replace(data, time=t_new, lead_gap=lead,
                                    index_meta=ctx.index_meta)
         ex = self._exog(X_new, data, name="X_new")
-        self.origin_ = self._advance(self.origin_, self._scale(data), ex)
-        self.context_ = _append_tail(ctx, data, self.lookback)
+        self.origin_ = _ro.advance(self.net_, self.origin_, self._scale(data), ex)
+        self.context_ = _ro.append_tail(ctx, data, self.lookback)
         self.index_meta_ = self.context_.index_meta
         return self
 
@@ -590,7 +471,7 @@ class SSMForecaster(BaseEstimator):
         raw = self._read(y, "y")
         self._check_like_fit(raw, "y")
         h = int(raw.lengths.max())
-        padded = tuple(_pad_stamps(st, h) for st in raw.stamps)
+        padded = tuple(_ro.pad_stamps(st, h) for st in raw.stamps)
         out, _, _ = self._forecast(None, None, X, None, stamps=padded)
         pred = self._point(np.moveaxis(out, 0, -1))  # (n, h, C)
         pred = self._inverse_target(self.scaler_.inverse_transform(pred))
@@ -611,35 +492,3 @@ class SSMForecaster(BaseEstimator):
 
         return load_forecaster(path)
 
-
-def _pad_stamps(st: pd.Index, h: int) -> pd.Index:
-    """Extend stamps to length h by repeating its spacing (padding of shorter series)."""
-    if len(st) >= h:
-        return st
-    step = st[-1] - st[-2] if len(st) > 1 else None
-    extra = [st[-1] + step * (k + 1) for k in range(h - len(st))] if step is not None \
-        else [st[-1]] * (h - len(st))
-    return st.append(pd.Index(extra))
-
-
-def _append_tail(old: SeriesData, new: SeriesData, keep: int) -> SeriesData:
-    """The last ``keep`` rows of old followed by new, per series (both on old's time origin)."""
-    n, C = old.n_series, old.n_channels
-    blocks = []
-    for s in range(n):
-        a, b = old.lengths[s], new.lengths[s]
-        v = np.concatenate([old.values[s, :a], new.values[s, :b]])[-keep:]
-        t = np.concatenate([old.time[s, :a], new.time[s, :b]])[-keep:]
-        st = old.stamps[s].append(new.stamps[s])[-keep:]
-        blocks.append((v, t, st))
-    T = max(len(bl[0]) for bl in blocks)
-    vals = np.full((n, T, C), np.nan)
-    time = np.empty((n, T))
-    lengths = np.array([len(bl[0]) for bl in blocks], dtype=np.int64)
-    for s, (v, t, _) in enumerate(blocks):
-        vals[s, :len(v)], time[s, :len(t)] = v, t
-        time[s, len(t):] = t[-1] + np.arange(1, T - len(t) + 1)
-    stamps = tuple(bl[2] for bl in blocks)
-    meta = dataclasses.replace(old.index_meta, last=tuple(st[-1] for st in stamps))
-    lead = np.ones(n)
-    return SeriesData(vals, ~np.isnan(vals), time, lengths, stamps, meta, old.source, lead)

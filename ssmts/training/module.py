@@ -62,17 +62,24 @@ class ForecastModule(L.LightningModule):
     lr : float, AdamW learning rate
     weight_decay : float
     lr_schedule : {"cosine", "constant"}
+    restore_best : bool
+        At the end of fit, load the weights of the epoch with the lowest validation
+        loss (when there was validation), as early stopping with best-weight restore.
 
     Attributes
     ----------
     train_losses, val_losses : list of float, mean loss per epoch
+    best_epoch : int or None, epoch whose weights were restored
     """
 
     def __init__(self, net: nn.Module, loss: str = "mse", quantiles=None, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, lr_schedule: str = "cosine"):
+                 weight_decay: float = 1e-4, lr_schedule: str = "cosine",
+                 restore_best: bool = False):
         super().__init__()
         self.net, self.loss_name, self.quantiles = net, loss, quantiles
         self.lr, self.weight_decay, self.lr_schedule = lr, weight_decay, lr_schedule
+        self.restore_best, self.best_epoch = restore_best, None
+        self._best_state = None
         self.train_losses: list[float] = []
         self.val_losses: list[float] = []
         self._sums = {"train": [0.0, 0], "val": [0.0, 0]}
@@ -112,7 +119,18 @@ class ForecastModule(L.LightningModule):
         if self.trainer is not None and self.trainer.sanity_checking:
             self._sums["val"] = [0.0, 0]
             return
+        n_before = len(self.val_losses)
         self._flush("val", self.val_losses)
+        if self.restore_best and len(self.val_losses) > n_before:
+            v = self.val_losses[-1]
+            if math.isfinite(v) and v <= min(self.val_losses):
+                self.best_epoch = len(self.val_losses) - 1
+                self._best_state = {k: t.detach().clone() for k, t in self.net.state_dict().items()}
+
+    def on_fit_end(self):
+        if self.restore_best and self._best_state is not None:
+            self.net.load_state_dict(self._best_state)
+            self._best_state = None
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

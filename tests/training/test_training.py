@@ -68,3 +68,24 @@ def test_build_trainer_settings():
     assert not any(type(c).__name__ == "EarlyStopping" for c in t2.callbacks)
     with pytest.raises(ValueError, match="device"):
         build_trainer(1, "tpu9")
+
+
+def test_restore_best_loads_the_best_validation_epoch():
+    """With restore_best the final weights are those of the epoch with the lowest val loss:
+    re-evaluating the validation loss with them gives that epoch's recorded value."""
+    torch.manual_seed(3)
+    net = ForecastNet(2, horizon=5, d_model=8, n_layers=1, d_state=4)
+    module = ForecastModule(net, "mse", lr=5e-2, restore_best=True)  # large lr: noisy curve
+    dm = ForecastDataModule(_data(), lookback=10, horizon=5, batch_size=16, val_size=20, seed=0)
+    with quiet_lightning(False):
+        build_trainer(4, "cpu", early_stopping=False, has_val=True).fit(module, datamodule=dm)
+    best = int(np.argmin(module.val_losses))
+    assert module.best_epoch == best
+    net.eval()
+    with torch.no_grad():
+        tot = n = 0
+        for b in dm.val_dataloader():
+            loss = masked_loss(module(b), b["target"], b["target_mask"], "mse")
+            tot, n = tot + float(loss) * b["target"].shape[0], n + b["target"].shape[0]
+    print("val losses", module.val_losses, "re-evaluated", tot / n)
+    assert tot / n == pytest.approx(module.val_losses[best], rel=1e-5)
