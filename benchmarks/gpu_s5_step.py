@@ -25,20 +25,9 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
-try:
-    import ssmts.kernels.s5_scan  # noqa: F401
-except ImportError:  # running from a checkout that is not pip-installed
-    import importlib.util
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, root)
-    import ssmts
-    spec = importlib.util.spec_from_file_location(
-        "ssmts.kernels", os.path.join(root, "kernels", "__init__.py"),
-        submodule_search_locations=[os.path.join(root, "kernels")])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ssmts.kernels"] = mod
-    spec.loader.exec_module(mod)
-    ssmts.kernels = mod
+from _checkout import ensure_ssmts_kernels  # noqa: E402
+
+ensure_ssmts_kernels()
 
 from ssmts.kernels import s5_scan as ks5  # noqa: E402
 from ssmts.kernels import step as kstep  # noqa: E402

@@ -28,20 +28,9 @@ import time
 import torch
 import triton.testing
 
-try:
-    import ssmts.kernels.selective_scan  # noqa: F401
-except ImportError:  # running from a checkout that is not pip-installed
-    import importlib.util
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, _root)
-    import ssmts
-    _spec = importlib.util.spec_from_file_location(
-        "ssmts.kernels", os.path.join(_root, "kernels", "__init__.py"),
-        submodule_search_locations=[os.path.join(_root, "kernels")])
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["ssmts.kernels"] = _mod
-    _spec.loader.exec_module(_mod)
-    ssmts.kernels = _mod
+from _checkout import ensure_ssmts_kernels  # noqa: E402
+
+ensure_ssmts_kernels()
 
 from ssmts.kernels.selective_scan import selective_scan as selective_scan_v2  # noqa: E402
 from ssmts.kernels.selective_scan_v3 import selective_scan as selective_scan_v3  # noqa: E402

@@ -105,8 +105,8 @@ def choose_backend(backend: str, u: torch.Tensor, what: str = "selective_scan",
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return "torch"
+    if backend == "torch" or (backend == "auto" and not u.is_cuda):
+        return "torch"  # auto on CPU tensors: no need to import Triton at all
     ok, why = _triton_status(module)
     if backend == "triton":
         if not ok:
@@ -117,8 +117,6 @@ def choose_backend(backend: str, u: torch.Tensor, what: str = "selective_scan",
                              f"{u.device}); move them to a GPU, set TRITON_INTERPRET=1 to run "
                              "the kernel in the interpreter, or use backend='torch'")
         return "triton"
-    if not u.is_cuda:
-        return "torch"
     if not ok:
         if what not in _warned:
             warnings.warn(f"{what}: CUDA tensors but {why}; falling back to the torch "
