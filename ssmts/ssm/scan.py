@@ -145,9 +145,42 @@ def _scan_parallel(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) ->
 
 
 # ----------------------------------------------------------------------------- chunked
-def _default_chunk(length: int) -> int:
-    """About sqrt(L) steps per chunk: balances steps within chunks against chunks."""
-    return max(1, round(math.sqrt(length)))
+_SLICE = 1 << 16  # elements per vectorised step that keep intra-op threads busy
+_SEQ_CARRIES = 32  # carry scans up to this long run step by step, longer ones recurse
+
+
+def _default_chunk(length: int, lanes: int = 1) -> int:
+    """Steps per chunk for ``lanes`` independent recurrences of ``length`` steps.
+
+    About sqrt(L) balances steps within chunks against chunks. With several
+    intra-op threads, shorter chunks (at least 4 steps) are used where they
+    give every step at least ``_SLICE`` elements, enough to split across
+    threads; the longer carry scan that results is itself chunked.
+    """
+    chunk = max(1, round(math.sqrt(length)))
+    threaded = (length * lanes) // _SLICE  # the chunk that gives each step _SLICE elements
+    if torch.get_num_threads() > 1 and 4 <= threaded < chunk:
+        chunk = threaded
+    return min(chunk, length)
+
+
+def _carry_scan(coef, inp, init, out):
+    """``out[0] = init`` (zero if None), ``out[k+1] = coef[k] * out[k] + inp[k]``.
+
+    coef (n, *ra), inp (n, *r), init (*r) or None, out (n+1, *r). Short scans
+    loop; long ones are themselves chunked (the carries of a chunked scan).
+    """
+    if init is None:
+        out[0].zero_()
+    else:
+        out[0].copy_(init)
+    n = inp.shape[0]
+    if n <= _SEQ_CARRIES:
+        o_s = out.unbind(0)
+        for k, (c_k, x_k) in enumerate(zip(coef.unbind(0), inp.unbind(0))):
+            torch.addcmul(x_k, c_k, o_s[k], out=o_s[k + 1])
+    else:
+        _chunked_forward(coef, inp, init, _default_chunk(n, inp[0].numel()), out[1:])
 
 
 def _sweep(coef, inp, state, outs=None):
@@ -167,8 +200,8 @@ def _sweep(coef, inp, state, outs=None):
 
 
 def _chunk_views(x, nc: int, chunk: int):
-    """(L, *s) -> T slices of shape (nc, *s) over the first nc*T steps (views)."""
-    return x[: nc * chunk].reshape((nc, chunk) + x.shape[1:]).unbind(1)  # T x (nc, *s)
+    """(L, *s) -> T slices of shape (nc, *s) over the first nc*T steps (views, never copies)."""
+    return x[: nc * chunk].view((nc, chunk) + x.shape[1:]).unbind(1)  # T x (nc, *s)
 
 
 def _chunked_forward(a, b, h0, chunk: int, out: torch.Tensor):
@@ -179,7 +212,7 @@ def _chunked_forward(a, b, h0, chunk: int, out: torch.Tensor):
     the chunks one step per chunk (scaled by the chunk's product of ``a``);
     sweep 2 recomputes every chunk from its true entry state straight into
     ``out``; the tail runs step by step. Returns (products of a per chunk
-    (nc, *ra), ok) where ``ok`` is False if a NaN/inf reached the last state.
+    (nc, *ra), the last state (*rest)).
     """
     length, rest = b.shape[0], b.shape[1:]
     chunk = min(chunk, length)
@@ -190,20 +223,13 @@ def _chunked_forward(a, b, h0, chunk: int, out: torch.Tensor):
     total = a[:main].reshape((nc, chunk) + a.shape[1:]).prod(1)  # (nc, *ra)
     # carries: entry[k] is the state entering chunk k, entry[nc] the one leaving the last
     entry = torch.empty((nc + 1,) + rest, dtype=b.dtype, device=b.device)  # (nc+1, *rest)
-    if h0 is None:
-        entry[0].zero_()
-    else:
-        entry[0].copy_(h0)
-    e_s = entry.unbind(0)
-    for k, (end_k, total_k) in enumerate(zip(end.unbind(0), total.unbind(0))):
-        torch.addcmul(end_k, total_k, e_s[k], out=e_s[k + 1])
+    _carry_scan(total, end, h0, entry)
     # sweep 2: every chunk again from its entry state, into out
     torch.addcmul(b_s[0], a_s[0], entry[:nc], out=w_s[0])
     _sweep(a_s[1:], b_s[1:], w_s[0], outs=w_s[1:])
     # tail, step by step from the state leaving the last chunk
-    last = _sweep(a[main:].unbind(0), b[main:].unbind(0), e_s[nc], outs=out[main:].unbind(0))
-    # NaN/inf anywhere in a or b reaches the last state through the carries (0 * inf = NaN)
-    return total, bool(torch.isfinite(last).all())
+    last = _sweep(a[main:].unbind(0), b[main:].unbind(0), entry[nc], outs=out[main:].unbind(0))
+    return total, last
 
 
 def _chunked_adjoint(ac, total_c, dh, chunk: int, g: torch.Tensor) -> torch.Tensor:
@@ -228,14 +254,11 @@ def _chunked_adjoint(ac, total_c, dh, chunk: int, g: torch.Tensor) -> torch.Tens
     x = a_s[0] * g_first  # (nc, *rest): conj(a_{k,0}) g_{k,0} before the carry
     # carries: carry[k+1] = conj(a_{k+1,0}) g_{k+1,0} is added to chunk k's last step;
     # carry[nc] comes from the tail and carry[0] = conj(a_0) g_0 is the gradient of h0
-    carry = torch.empty((nc + 1,) + rest, dtype=g.dtype, device=g.device)  # (nc+1, *rest)
-    if main < length:
-        torch.mul(ac[main], g[main], out=carry[nc])
-    else:
-        carry[nc].zero_()
-    c_s = carry.unbind(0)
-    for k, (x_k, total_k) in reversed(list(enumerate(zip(x.unbind(0), total_c.unbind(0))))):
-        torch.addcmul(x_k, total_k, c_s[k + 1], out=c_s[k])
+    # (run forward in time on flipped copies: flipped[j] = carry[nc - j])
+    init = torch.mul(ac[main], g[main]) if main < length else None
+    flipped = torch.empty((nc + 1,) + rest, dtype=g.dtype, device=g.device)  # (nc+1, *rest)
+    _carry_scan(total_c.flip(0), x.flip(0), init, flipped)
+    carry = flipped.flip(0)  # (nc+1, *rest)
     # sweep 2: every chunk again from its carry, into g
     torch.add(d_s[chunk - 1], carry[1:], out=g_s[chunk - 1])
     _sweep(coef, inp, g_s[chunk - 1], outs=[g_s[j] for j in rev])
@@ -252,7 +275,10 @@ class _ChunkedScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, h0, chunk):
         h = torch.empty_like(b)  # b's memory layout, so moving time back is free
-        total, ok = _chunked_forward(a, b, h0, chunk, h)
+        total, last = _chunked_forward(a, b, h0, chunk, h)
+        # NaN/inf anywhere in a or b reaches the last state through the carries (0 * inf = NaN);
+        # one sum decides the common case (an overflowing sum only costs the caller a re-check)
+        ok = bool(torch.isfinite(last.sum()))
         ctx.save_for_backward(a, h0, h, total)
         ctx.chunk = chunk
         flag = torch.tensor(ok)
@@ -362,7 +388,7 @@ def linear_scan_chunked(a, b, h0=None, dim: int = 1, chunk: int | None = None) -
     a_in, b_in = a, b
     a, b, h0, dim = _prepare(a, b, h0, dim, check_values=False)
     if chunk is None:
-        chunk = _default_chunk(b.shape[0])
+        chunk = _default_chunk(b.shape[0], b[0].numel())
     h, ok = _ChunkedScanFn.apply(a, b, h0, chunk)
     if not bool(ok):  # a NaN/inf went in, or the states overflowed: name the culprit
         for name, t in (("a", a_in), ("b", b_in)):
