@@ -56,20 +56,6 @@ def _hstep(sr, si, zr, zi, c):
 
 
 @triton.jit
-def _phi1_series(zr, zi):
-    """phi1(z) = (e^z - 1)/z = sum_k z^k/(k+1)!, accurate for |z| <= 0.5."""
-    sr, si = _hstep(zr * 0 + 2.755731922398589e-07, zi * 0, zr, zi, 2.7557319223985893e-06)
-    sr, si = _hstep(sr, si, zr, zi, 2.48015873015873e-05)
-    sr, si = _hstep(sr, si, zr, zi, 1.984126984126984e-04)
-    sr, si = _hstep(sr, si, zr, zi, 1.388888888888889e-03)
-    sr, si = _hstep(sr, si, zr, zi, 8.333333333333333e-03)
-    sr, si = _hstep(sr, si, zr, zi, 4.1666666666666664e-02)
-    sr, si = _hstep(sr, si, zr, zi, 0.16666666666666666)
-    sr, si = _hstep(sr, si, zr, zi, 0.5)
-    return _hstep(sr, si, zr, zi, 1.0)
-
-
-@triton.jit
 def _dphi1_series(zr, zi):
     """phi1'(z) = sum_m (m+1) z^m/(m+2)!, accurate for |z| <= 0.5."""
     sr, si = _hstep(zr * 0 + 2.48015873015873e-06, zi * 0, zr, zi, 2.2045855379188714e-05)
@@ -96,18 +82,60 @@ def _cdiv(ar, ai, br, bi):
 
 
 @triton.jit
-def _discretize(lr, li, delta, METHOD: tl.constexpr):
-    """Abar and F for Lambda = lr + i li, step delta: x_t = Abar x + F Bu (ZOH=0, bilinear=1)."""
-    zr = lr * delta
-    zi = li * delta
+def _expm1(x, F64: tl.constexpr):
+    """e^x - 1 without cancellation: Horner series for |x| < 0.3, else exp(x) - 1."""
+    if F64:  # degree 13: truncation < 1e-16 relative at |x| = 0.3
+        p = x * 1.1470745597729725e-11 + 1.6059043836821613e-10
+        p = p * x + 2.08767569878681e-09
+        p = p * x + 2.505210838544172e-08
+        p = p * x + 2.755731922398589e-07
+        p = p * x + 2.7557319223985893e-06
+        p = p * x + 2.48015873015873e-05
+    else:  # degree 8: truncation < 2e-10 relative at |x| = 0.3
+        p = x * 0 + 2.48015873015873e-05
+    p = p * x + 1.984126984126984e-04
+    p = p * x + 1.388888888888889e-03
+    p = p * x + 8.333333333333333e-03
+    p = p * x + 4.1666666666666664e-02
+    p = p * x + 0.16666666666666666
+    p = p * x + 0.5
+    p = (p * x + 1.0) * x
+    return tl.where(tl.abs(x) < 0.3, p, tl.exp(x) - 1.0)
+
+
+@triton.jit
+def _zoh(lr, li, delta, F64: tl.constexpr):
+    """ZOH Abar = e^z and Abar - 1 (z = Lambda delta) with no cancellation near z = 0.
+
+    With s, c = sin, cos of Im(z)/2: cos Im z = 1 - 2 s^2, sin Im z = 2 s c, and
+    Re(e^z) - 1 = expm1(Re z) cos Im z - 2 s^2. The caller forms F = (Abar - 1) / Lambda
+    with a precomputed 1/Lambda (no series, no divide per element). Returns
+    (Re Abar, Im Abar, Re Abar - 1).
+    """
+    em = _expm1(lr * delta, F64)
+    h = 0.5 * li * delta
+    s = tl.sin(h)
+    c = tl.cos(h)
+    s2 = 2.0 * s * s
+    cz = 1.0 - s2
+    ex = 1.0 + em
+    ai = ex * (2.0 * s * c)
+    amr = em * cz - s2  # Re(Abar) - 1
+    return amr + 1.0, ai, amr
+
+
+@triton.jit
+def _discretize(lr, li, ilr, ili, delta, METHOD: tl.constexpr, F64: tl.constexpr):
+    """Abar and F for Lambda = lr + i li, step delta: x_t = Abar x + F Bu (ZOH=0, bilinear=1).
+
+    ilr + i ili is 1/Lambda (Lambda != 0: the callers require Re Lambda < 0).
+    """
     if METHOD == 0:
-        ar, ai = _cexp(zr, zi)
-        sr, si = _phi1_series(zr, zi)
-        cr, ci = _cdiv(ar - 1.0, ai, zr, zi)
-        small = zr * zr + zi * zi < 0.25
-        fr = tl.where(small, sr, cr) * delta
-        fi = tl.where(small, si, ci) * delta
+        ar, ai, amr = _zoh(lr, li, delta, F64)
+        fr, fi = _cmul(amr, ai, ilr, ili)
     else:
+        zr = lr * delta
+        zi = li * delta
         dr = 1.0 - 0.5 * zr
         di = -0.5 * zi
         ar, ai = _cdiv(1.0 + 0.5 * zr, 0.5 * zi, dr, di)
@@ -128,22 +156,22 @@ def _abar(lr, li, delta, METHOD: tl.constexpr):
 
 
 @triton.jit
-def _sensitivities(lr, li, delta, ar, ai, METHOD: tl.constexpr):
-    """M1, M2 with dAbar/dLambda = delta M1, dAbar/ddelta = Lambda M1, dF/dLambda = delta M2,
-    dF/ddelta = M1."""
+def _sensitivities(lr, li, ilr, ili, delta, ar, ai, fr, fi, METHOD: tl.constexpr):
+    """M1, DM2 with dAbar/dLambda = delta M1, dAbar/ddelta = Lambda M1, dF/ddelta = M1 and
+    dF/dLambda = DM2 (delta^2 phi1'(z) for ZOH). (ar, ai) = Abar, (fr, fi) = F,
+    (ilr, ili) = 1/Lambda."""
     zr = lr * delta
     zi = li * delta
     if METHOD == 0:
         sr, si = _dphi1_series(zr, zi)
-        # closed form phi1'(z) = ((z - 1) Abar + 1) / z^2
-        nr, ni = _cmul(zr - 1.0, zi, ar, ai)
-        z2r, z2i = _cmul(zr, zi, zr, zi)
-        cr, ci = _cdiv(nr + 1.0, ni, z2r, z2i)
+        # |z| >= 0.5: delta^2 phi1'(z) = (delta Abar - F) / Lambda (no cancellation there)
+        cr, ci = _cmul(delta * ar - fr, delta * ai - fi, ilr, ili)
         small = zr * zr + zi * zi < 0.25
-        return ar, ai, tl.where(small, sr, cr) * delta, tl.where(small, si, ci) * delta
+        d2 = delta * delta
+        return ar, ai, tl.where(small, sr * d2, cr), tl.where(small, si * d2, ci)
     d2r, d2i = _cmul(1.0 - 0.5 * zr, -0.5 * zi, 1.0 - 0.5 * zr, -0.5 * zi)
     rr, ri = _cdiv(zr * 0 + 1.0, zi * 0, d2r, d2i)
-    return rr, ri, 0.5 * delta * rr, 0.5 * delta * ri
+    return rr, ri, 0.5 * delta * delta * rr, 0.5 * delta * delta * ri
 
 
 @triton.jit
@@ -169,12 +197,14 @@ def _last_row(v, rows, CHUNK: tl.constexpr):
 def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
                         L, P, stride_b, stride_l, gstride_b,
                         METHOD: tl.constexpr, HAS_GAPS: tl.constexpr, HAS_H0: tl.constexpr,
-                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, PREFETCH: tl.constexpr):
+                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, PREFETCH: tl.constexpr,
+                        F64: tl.constexpr):
     pid_b = tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
     lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
     li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
+    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda, once per program
     dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
     rows = tl.arange(0, CHUNK)
     base = pid_b * stride_b + 2 * offs_p[None, :]
@@ -206,7 +236,7 @@ def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
             delta = dt0 * g[:, None].to(dt0.dtype)
         else:
             delta = dt0 + tl.zeros([CHUNK, 1], dtype=dt0.dtype)
-        ar, ai, fr, fi = _discretize(lr, li, delta, METHOD)
+        ar, ai, fr, fi = _discretize(lr, li, ilr, ili, delta, METHOD, F64)
         br, bi = _cmul(fr, fi, bur, bui)
         ar = tl.where(valid[:, None], ar, 1.0)
         ai = tl.where(valid[:, None], ai, 0.0)
@@ -224,12 +254,13 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
                         gbu_ptr, glam_ptr, gdt_ptr, gh0_ptr,
                         L, P, stride_b, stride_l, gstride_b,
                         METHOD: tl.constexpr, HAS_GAPS: tl.constexpr, HAS_H0: tl.constexpr,
-                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr):
+                        CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, F64: tl.constexpr):
     pid_b = tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
     lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
     li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
+    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda, once per program
     dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
     cr = tl.zeros([BLOCK_P], dtype=lr.dtype)
     ci = tl.zeros([BLOCK_P], dtype=lr.dtype)
@@ -269,15 +300,15 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
         gi += bsi
         cr = _last_row(gr, rows, CHUNK)
         ci = _last_row(gi, rows, CHUNK)
-        ar, ai, fr, fi = _discretize(lr, li, delta, METHOD)
+        ar, ai, fr, fi = _discretize(lr, li, ilr, ili, delta, METHOD, F64)
         _store_c(gbu_ptr, offs, fr * gr + fi * gi, fr * gi - fi * gr, mask)  # conj(F) g
         gar, gai = _cmul(xpr, -xpi, gr, gi)  # conj(x_{t-1}) g
         gfr, gfi = _cmul(bur, -bui, gr, gi)  # conj(Bu_t) g
-        m1r, m1i, m2r, m2i = _sensitivities(lr, li, delta, ar, ai, METHOD)
+        m1r, m1i, m2r, m2i = _sensitivities(lr, li, ilr, ili, delta, ar, ai, fr, fi, METHOD)
         t1r, t1i = _cmul(m1r, -m1i, gar, gai)
         t2r, t2i = _cmul(m2r, -m2i, gfr, gfi)
-        acc_lr += tl.sum(delta * (t1r + t2r), axis=0)
-        acc_li += tl.sum(delta * (t1i + t2i), axis=0)
+        acc_lr += tl.sum(delta * t1r + t2r, axis=0)
+        acc_li += tl.sum(delta * t1i + t2i, axis=0)
         # Re(conj(M1) (conj(Lambda) gA + gF))
         ur, ui = _cmul(lr, -li, gar, gai)
         acc_dt += tl.sum(delta * (m1r * (ur + gfr) + m1i * (ui + gfi)), axis=0)
@@ -315,7 +346,7 @@ def _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method):
         length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
         METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
         CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], PREFETCH=cfg["PREFETCH"],
-        num_warps=cfg["num_warps"])
+        F64=Bu.dtype == torch.complex128, num_warps=cfg["num_warps"])
     return x
 
 
@@ -337,7 +368,8 @@ def _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, method):
         torch.view_as_real(gh0) if gh0 is not None else gdt,
         length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
         METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
-        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], num_warps=cfg["num_warps"])
+        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], F64=Bu.dtype == torch.complex128,
+        num_warps=cfg["num_warps"])
     return glam.sum(0), gdt.sum(0), gbu, gh0
 
 

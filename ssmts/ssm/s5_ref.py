@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ._validate import as_tensor, check_finite, check_positive, check_shape, check_stable
+from .discretize import _zoh_diag_factors
 
 __all__ = ["s5_scan_ref", "s5_scan", "discretize_s5", "check_s5_args"]
 
@@ -95,10 +96,9 @@ def discretize_s5(Lambda: torch.Tensor, delta: torch.Tensor, method: str = "zoh"
     Abar, F : complex tensors, shape (..., P)
         ``x_t = Abar * x_{t-1} + F * Bu_t``.
     """
+    if method == "zoh":  # F = (exp(z) - 1)/Lambda = delta phi1(z), no cancellation near z = 0
+        return _zoh_diag_factors(Lambda, delta)
     z = Lambda * delta
-    if method == "zoh":
-        Abar = torch.exp(z)
-        return Abar, (Abar - 1) / Lambda
     den = 1 - z / 2
     return (1 + z / 2) / den, delta / den
 

@@ -46,9 +46,9 @@ CASES = [  # method, L, P, gaps, h0, proj
 ]
 
 
-@pytest.mark.parametrize("method,length,P,gaps,h0,proj", CASES)
-def test_s5_scan_matches_reference(method, length, P, gaps, h0, proj):
-    d = _inputs(length * 100 + P, 2, length, P, 4, gaps, h0, proj)
+def _check_against_reference(d, method):
+    """Forward, last state and every gradient of s5_scan vs float64 s5_scan_ref: rel < 1e-5."""
+    proj = d.get("C") is not None
     diff = [k for k in ("Lambda", "log_dt", "Bu", "h0", "C", "D") if d.get(k) is not None]
     ours = {k: (v.clone().requires_grad_(k in diff) if v is not None else None) for k, v in d.items()}
     wide = {k: (v.detach().to(torch.complex128 if v.is_complex() else torch.float64)
@@ -64,9 +64,25 @@ def test_s5_scan_matches_reference(method, length, P, gaps, h0, proj):
     ref_grads = torch.autograd.grad((ref, ref_last), [wide[k] for k in diff], (gout, glast))
     errs = {"out": _rel(out, ref), "last": _rel(last, ref_last)}
     errs.update({f"d{k}": _rel(a, b) for k, a, b in zip(diff, grads, ref_grads)})
-    print(method, length, P, {k: f"{v:.1e}" for k, v in errs.items()})
+    print(method, {k: f"{v:.1e}" for k, v in errs.items()})
     for k, v in errs.items():
         assert v < 1e-5, (k, v)
+
+
+@pytest.mark.parametrize("method,length,P,gaps,h0,proj", CASES)
+def test_s5_scan_matches_reference(method, length, P, gaps, h0, proj):
+    _check_against_reference(_inputs(length * 100 + P, 2, length, P, 4, gaps, h0, proj), method)
+
+
+def test_s5_scan_zoh_steps_from_tiny_to_large_and_tiny_lambda():
+    """|Lambda dt| from ~1e-6 (the ZOH input gain must not cancel) to ~20; |Lambda| = 1e-6."""
+    d = _inputs(11, 2, 24, 16, 4, True, True, False)
+    lam = d["Lambda"].clone()
+    lam[0] = complex(-1e-6, 0.0)  # near-integrator: F = (Abar - 1) / Lambda ~ dt
+    lam[1] = complex(-3.0, 40.0)  # fast oscillation: |z| up to ~20 with the large steps below
+    d["Lambda"] = lam
+    d["log_dt"] = torch.linspace(-13.0, -0.5, 16, dtype=torch.float32).to(DEV)
+    _check_against_reference(d, "zoh")
 
 
 def test_s5_scan_float64_kernel_and_dispatch():
