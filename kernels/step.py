@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from ssmts.ssm.step import check_s5_step_args, check_state_update_args
-from .s5_scan import _discretize
+from .s5_scan import _cdiv, _discretize
 
 __all__ = ["selective_state_update", "s5_step", "STEP_CONFIG"]
 
@@ -146,7 +146,8 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
 
 @triton.jit
 def _s5_step_kernel(state_ptr, bu_ptr, lam_ptr, logdt_ptr, gap_ptr, P,
-                    METHOD: tl.constexpr, HAS_GAP: tl.constexpr, BLOCK_P: tl.constexpr):
+                    METHOD: tl.constexpr, HAS_GAP: tl.constexpr, BLOCK_P: tl.constexpr,
+                    F64: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     mp = offs_p < P
@@ -156,7 +157,8 @@ def _s5_step_kernel(state_ptr, bu_ptr, lam_ptr, logdt_ptr, gap_ptr, P,
     delta = tl.exp(tl.load(logdt_ptr + offs_p, mask=mp, other=0.0))
     if HAS_GAP:
         delta = delta * tl.load(gap_ptr + b).to(delta.dtype)
-    ar, ai, fr, fi = _discretize(lr, li, delta, METHOD)
+    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda
+    ar, ai, fr, fi = _discretize(lr, li, ilr, ili, delta, METHOD, F64)
     sp = state_ptr + b * 2 * P + 2 * offs_p[:, None] + two
     sr, si = tl.split(tl.load(sp, mask=m2, other=0.0))
     br, bi = tl.split(tl.load(bu_ptr + b * 2 * P + 2 * offs_p[:, None] + two, mask=m2, other=0.0))
@@ -175,7 +177,7 @@ def _s5_step_launch(state, Bu_t, Lambda, log_dt, gap, method):
         torch.view_as_real(state), torch.view_as_real(Bu_t), lam, log_dt,
         gap if gap is not None else log_dt, P,
         METHOD=0 if method == "zoh" else 1, HAS_GAP=gap is not None, BLOCK_P=BLOCK_P,
-        num_warps=4 if BLOCK_P >= 512 else 1)
+        F64=state.dtype == torch.complex128, num_warps=4 if BLOCK_P >= 512 else 1)
 
 
 def s5_step(state, Bu_t, Lambda, log_dt, gap=None, C=None, D=None, u_t=None,
