@@ -38,9 +38,10 @@ DEV = "cuda"
 S5_ANCHOR = {"S5-A": (1.69, 4.38), "S5-B": (0.65, 1.25), "TS-S5": (0.44, 0.75)}  # ms, README
 STEP_ANCHOR = {"step-1": 6.6, "step-64": 22.8, "step-1024": 19.0}  # us, README
 S5_CONFIGS = [dict(CHUNK=c, BLOCK_P=p, num_warps=w, PREFETCH=f) for c, p, w, f in
-              [(32, 16, 2, False), (32, 16, 2, True), (16, 16, 1, True), (32, 32, 1, False),
-               (32, 32, 1, True), (16, 32, 1, True), (64, 32, 1, True), (32, 64, 2, True),
-               (32, 8, 1, True), (16, 8, 1, True), (32, 32, 4, True), (16, 16, 2, True)]]
+              [(16, 16, 2, True), (16, 8, 1, True), (32, 8, 1, True), (8, 8, 1, True),
+               (8, 16, 1, True), (8, 16, 2, True), (16, 4, 1, True), (8, 4, 1, True),
+               (16, 8, 2, True), (16, 16, 1, True), (32, 16, 2, True), (32, 32, 4, True),
+               (16, 8, 1, False)]]
 STEP_CONFIGS = [dict(BLOCK_D=d, num_warps=w) for d, w in
                 [(None, None), (4, 1), (8, 1), (16, 1), (16, 2), (32, 2), (32, 4), (64, 4), (128, 4)]]
 
@@ -147,16 +148,25 @@ def check_and_time_s5(cases, bw=None, sweep=True):
     for name, B, L, P in cases:
         lam, log_dt, bu, gaps = _s5_inputs(B, L, P)
         row = dict(kernel="s5_scan", case=name, B=B, L=L, P=P)
-        row.update(_s5_check(lam, log_dt, bu, gaps))
-        best, default = None, dict(ks5.CONFIG)
-        for cfg in (S5_CONFIGS if sweep else [default]):
+        # forward and backward configs are chosen separately (bwd = fwd+bwd - fwd per config)
+        defaults = dict(ks5.CONFIG), dict(ks5.BWD_CONFIG)
+        for cfg in (S5_CONFIGS if sweep else [dict(defaults[0])]):
             ks5.CONFIG.update(cfg)
-            t_f, t_fb, peak = _time_s5(lam, log_dt, bu, gaps)
-            row.setdefault("sweep", []).append(dict(cfg, fwd_ms=t_f, fwdbwd_ms=t_fb))
-            if best is None or t_f + t_fb < best[0] + best[1]:
-                best = (t_f, t_fb, peak, dict(cfg))
-        ks5.CONFIG.update(default)
-        t_f, t_fb, peak, cfg = best
+            if sweep:
+                ks5.BWD_CONFIG.update({k: v for k, v in cfg.items() if k != "PREFETCH"})
+            t_f, t_fb, _ = _time_s5(lam, log_dt, bu, gaps)
+            row.setdefault("sweep", []).append(dict(cfg, fwd_ms=t_f, fwdbwd_ms=t_fb, bwd_ms=t_fb - t_f))
+        best_f = min(row["sweep"], key=lambda r: r["fwd_ms"])
+        best_b = min(row["sweep"], key=lambda r: r["bwd_ms"])
+        pick = lambda r, keys: {k: r[k] for k in keys}  # noqa: E731
+        ks5.CONFIG.update(pick(best_f, ("CHUNK", "BLOCK_P", "num_warps", "PREFETCH")))
+        if sweep:
+            ks5.BWD_CONFIG.update(pick(best_b, ("CHUNK", "BLOCK_P", "num_warps")))
+        cfg = dict(fwd=dict(ks5.CONFIG), bwd=dict(ks5.BWD_CONFIG))
+        row.update(_s5_check(lam, log_dt, bu, gaps))  # the chosen configs, checked
+        t_f, t_fb, peak = _time_s5(lam, log_dt, bu, gaps)  # the chosen pair, timed again
+        ks5.CONFIG.update(defaults[0])
+        ks5.BWD_CONFIG.update(defaults[1])
         try:
             jt, xj = _jax_s5(lam, log_dt, bu, gaps)
             row["err_jax_vs_ours"] = _rel(xj, ks5.S5ScanFn.apply(lam, log_dt, bu, gaps, None, "zoh"))

@@ -29,10 +29,11 @@ import triton.language as tl
 
 from ssmts.ssm.s5_ref import _complex_dtype, _project, check_s5_args, s5_scan_ref
 
-__all__ = ["s5_scan", "S5ScanFn", "CONFIG"]
+__all__ = ["s5_scan", "S5ScanFn", "CONFIG", "BWD_CONFIG"]
 
 # fixed launch configuration (deterministic; the benchmark may override it)
-CONFIG = {"CHUNK": 16, "BLOCK_P": 16, "num_warps": 2, "PREFETCH": True}  # best of the H100 sweep
+CONFIG = {"CHUNK": 16, "BLOCK_P": 16, "num_warps": 2, "PREFETCH": True}  # forward; H100 sweep
+BWD_CONFIG = {"CHUNK": 16, "BLOCK_P": 16, "num_warps": 2}  # backward (PREFETCH unused)
 
 
 @triton.jit
@@ -327,8 +328,8 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
         tl.store(gh0_ptr + gl_offs + 1, tl.sum(hi, axis=0), mask=mask_p)
 
 
-def _launch_cfg(P: int):
-    cfg = dict(CONFIG)
+def _launch_cfg(P: int, base: dict):
+    cfg = dict(base)
     cfg["BLOCK_P"] = min(cfg["BLOCK_P"], triton.next_power_of_2(P))
     return cfg
 
@@ -338,7 +339,7 @@ def _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method):
     batch, length, P = Bu.shape
     x = torch.empty_like(Bu)
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
-    cfg = _launch_cfg(P)
+    cfg = _launch_cfg(P, CONFIG)
     grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
     _s5_scan_fwd_kernel[grid](
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
@@ -359,7 +360,7 @@ def _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, method):
     gdt = torch.empty(batch, P, dtype=rdt, device=Bu.device)
     gh0 = torch.empty(batch, P, dtype=Bu.dtype, device=Bu.device) if h0 is not None else None
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
-    cfg = _launch_cfg(P)
+    cfg = _launch_cfg(P, BWD_CONFIG)
     grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
     _s5_scan_bwd_kernel[grid](
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,

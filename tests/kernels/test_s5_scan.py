@@ -95,3 +95,14 @@ def test_s5_scan_float64_kernel_and_dispatch():
     assert _rel(out, ref) < 1e-10
     with pytest.raises(ValueError, match="backend"):
         s5_scan_dispatch(**d, backend="cuda")
+
+
+def test_s5_scan_other_launch_configs(monkeypatch):
+    """Forward and backward with their own (non-default) tile shapes, ragged in L and P."""
+    from ssmts.kernels import s5_scan as ks5
+
+    monkeypatch.setitem(ks5.CONFIG, "CHUNK", 8)
+    monkeypatch.setitem(ks5.CONFIG, "BLOCK_P", 4)
+    monkeypatch.setitem(ks5.BWD_CONFIG, "CHUNK", 4)
+    monkeypatch.setitem(ks5.BWD_CONFIG, "BLOCK_P", 8)
+    _check_against_reference(_inputs(5, 2, 19, 10, 4, True, True, False), "zoh")
