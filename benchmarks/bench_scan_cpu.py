@@ -9,7 +9,8 @@ chunked scan over the sequential loop.
     python benchmarks/bench_scan_cpu.py                    # B=4, L=4096, P=64
     python benchmarks/bench_scan_cpu.py --json scan.json   # also write the numbers
 
-All methods run with the same ``torch.set_num_threads`` (``--threads``, default 1).
+All methods run with the same ``torch.set_num_threads`` (``--threads``; default: torch's,
+all cores).
 Medians are reported; the machine may be shared, so run it more than once.
 """
 
@@ -116,10 +117,9 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=7, help="timed runs per method (median)")
     p.add_argument("--slow-repeats", type=int, default=5,
                    help="timed runs of the slow sequential and parallel scans")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch.set_num_threads for all methods (default 1: on a shared 2-core "
-                        "machine OpenMP regions stall whenever the other core is busy; 0 keeps "
-                        "torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch.set_num_threads for all methods (default 0 keeps torch's default, "
+                        "all cores; 1 measures one core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tol", type=float, default=1e-3, help="max relative error accepted vs sequential")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")

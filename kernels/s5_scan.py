@@ -70,9 +70,32 @@ def _dphi1_series(zr, zi):
 
 
 @triton.jit
-def _cexp(zr, zi):
+def _sincos(x, F64: tl.constexpr):
+    """(sin x, cos x) with one shared range reduction (fp32: Cody-Waite to [-pi/4, pi/4],
+    Taylor polynomials; ~1e-7 absolute, relative near 0). float64 keeps libdevice."""
+    if F64:
+        return tl.sin(x), tl.cos(x)
+    k = tl.floor(x * 0.6366197723675814 + 0.5)  # nearest multiple of pi/2
+    r = x - k * 1.5703125  # pi/2 = 1.5703125 + 4.8375129699707031e-4 + 7.5497899487686e-8
+    r = r - k * 4.837512969970703e-4
+    r = r - k * 7.549789948768648e-8
+    r2 = r * r
+    sr = r + r * r2 * (-0.16666666666666666 + r2 * (8.333333333333333e-3 + r2 * (
+        -1.984126984126984e-4 + r2 * 2.7557319223985893e-6)))
+    cr = 1.0 + r2 * (-0.5 + r2 * (4.1666666666666664e-2 + r2 * (-1.388888888888889e-3 + r2 * (
+        2.48015873015873e-05 - r2 * 2.755731922398589e-07))))
+    q = k.to(tl.int32) & 3  # quadrant
+    swap = (q & 1) == 1
+    sn = tl.where(swap, cr, sr)
+    cs = tl.where(swap, sr, cr)
+    return tl.where((q & 2) == 2, -sn, sn), tl.where(((q + 1) & 2) == 2, -cs, cs)
+
+
+@triton.jit
+def _cexp(zr, zi, F64: tl.constexpr):
     m = tl.exp(zr)
-    return m * tl.cos(zi), m * tl.sin(zi)
+    sn, cs = _sincos(zi, F64)
+    return m * cs, m * sn
 
 
 @triton.jit
@@ -114,9 +137,7 @@ def _zoh(lr, li, delta, F64: tl.constexpr):
     (Re Abar, Im Abar, Re Abar - 1).
     """
     em = _expm1(lr * delta, F64)
-    h = 0.5 * li * delta
-    s = tl.sin(h)
-    c = tl.cos(h)
+    s, c = _sincos(0.5 * li * delta, F64)
     s2 = 2.0 * s * s
     cz = 1.0 - s2
     ex = 1.0 + em
@@ -145,12 +166,12 @@ def _discretize(lr, li, ilr, ili, delta, METHOD: tl.constexpr, F64: tl.constexpr
 
 
 @triton.jit
-def _abar(lr, li, delta, METHOD: tl.constexpr):
+def _abar(lr, li, delta, METHOD: tl.constexpr, F64: tl.constexpr):
     """Abar only (see _discretize)."""
     zr = lr * delta
     zi = li * delta
     if METHOD == 0:
-        ar, ai = _cexp(zr, zi)
+        ar, ai = _cexp(zr, zi, F64)
     else:
         ar, ai = _cdiv(1.0 + 0.5 * zr, 0.5 * zi, 1.0 - 0.5 * zr, -0.5 * zi)
     return ar, ai
@@ -176,17 +197,22 @@ def _sensitivities(lr, li, ilr, ili, delta, ar, ai, fr, fi, METHOD: tl.constexpr
 
 
 @triton.jit
-def _load_c(ptr, offs, mask):
-    """Load an interleaved complex tile (offs point at the real parts) -> (re, im)."""
-    v = tl.load(ptr + offs[:, :, None] + tl.arange(0, 2)[None, None, :],
-                mask=mask[:, :, None], other=0.0)
-    return tl.split(v)
+def _load_c(ptr, roff, rmask, cols, cmask, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Load a (CHUNK, BLOCK_P) interleaved complex tile -> (re, im).
+
+    roff/rmask (CHUNK, 1): offset and mask of each row; cols/cmask (2 BLOCK_P,): the
+    block's float columns (2 p + {0, 1}). One contiguous run of 2 BLOCK_P floats per row,
+    so the loads are vectorised; the (re, im) pairs are split in registers.
+    """
+    v = tl.load(ptr + roff + cols[None, :], mask=rmask & cmask[None, :], other=0.0)
+    return tl.split(tl.reshape(v, (CHUNK, BLOCK_P, 2)))
 
 
 @triton.jit
-def _store_c(ptr, offs, re, im, mask):
-    tl.store(ptr + offs[:, :, None] + tl.arange(0, 2)[None, None, :], tl.join(re, im),
-             mask=mask[:, :, None])
+def _store_c(ptr, roff, rmask, cols, cmask, re, im, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Store (re, im) (CHUNK, BLOCK_P) as interleaved complex rows (see _load_c)."""
+    v = tl.reshape(tl.join(re, im), (CHUNK, 2 * BLOCK_P))
+    tl.store(ptr + roff + cols[None, :], v, mask=rmask & cmask[None, :])
 
 
 @triton.jit
@@ -208,10 +234,12 @@ def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
     ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda, once per program
     dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
     rows = tl.arange(0, CHUNK)
-    base = pid_b * stride_b + 2 * offs_p[None, :]
+    cols = 2 * tl.program_id(1) * BLOCK_P + tl.arange(0, 2 * BLOCK_P)  # float columns
+    cmask = cols < 2 * P
+    rbase = pid_b * stride_b
     if PREFETCH:  # software pipelining: chunk k+1 is in flight while chunk k is scanned
-        pr, pi = _load_c(bu_ptr, base + rows[:, None] * stride_l,
-                         (rows < L)[:, None] & mask_p[None, :])
+        pr, pi = _load_c(bu_ptr, rbase + rows[:, None] * stride_l, (rows < L)[:, None],
+                         cols, cmask, CHUNK, BLOCK_P)
     else:
         pr = tl.zeros([CHUNK, BLOCK_P], dtype=lr.dtype)
         pi = tl.zeros([CHUNK, BLOCK_P], dtype=lr.dtype)
@@ -224,14 +252,13 @@ def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
     for t0 in range(0, L, CHUNK):
         t = t0 + rows
         valid = t < L
-        mask = valid[:, None] & mask_p[None, :]
-        offs = base + t[:, None] * stride_l  # (CHUNK, BLOCK_P)
+        roff = rbase + t[:, None] * stride_l  # (CHUNK, 1)
         if PREFETCH:
             bur, bui = pr, pi
-            pr, pi = _load_c(bu_ptr, offs + CHUNK * stride_l,
-                             ((t + CHUNK) < L)[:, None] & mask_p[None, :])
+            pr, pi = _load_c(bu_ptr, roff + CHUNK * stride_l, ((t + CHUNK) < L)[:, None],
+                             cols, cmask, CHUNK, BLOCK_P)
         else:
-            bur, bui = _load_c(bu_ptr, offs, mask)
+            bur, bui = _load_c(bu_ptr, roff, valid[:, None], cols, cmask, CHUNK, BLOCK_P)
         if HAS_GAPS:
             g = tl.load(gaps_ptr + pid_b * gstride_b + t, mask=valid, other=1.0)
             delta = dt0 * g[:, None].to(dt0.dtype)
@@ -245,7 +272,7 @@ def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
         xr, xi = _cmul(ar, ai, cr[None, :], ci[None, :])
         xr += br
         xi += bi
-        _store_c(x_ptr, offs, xr, xi, mask)
+        _store_c(x_ptr, roff, valid[:, None], cols, cmask, xr, xi, CHUNK, BLOCK_P)
         cr = _last_row(xr, rows, CHUNK)
         ci = _last_row(xi, rows, CHUNK)
 
@@ -269,19 +296,20 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
     acc_li = tl.zeros([BLOCK_P], dtype=lr.dtype)
     acc_dt = tl.zeros([BLOCK_P], dtype=lr.dtype)
     rows = tl.arange(0, CHUNK)
-    base = pid_b * stride_b + 2 * offs_p[None, :]
+    cols = 2 * tl.program_id(1) * BLOCK_P + tl.arange(0, 2 * BLOCK_P)  # float columns
+    cmask = cols < 2 * P
+    rbase = pid_b * stride_b
     for k in range(0, tl.cdiv(L, CHUNK)):
         t = L - 1 - k * CHUNK - rows  # row r holds time t (reversed)
         valid = t >= 0
-        mask = valid[:, None] & mask_p[None, :]
-        offs = base + t[:, None] * stride_l  # (CHUNK, BLOCK_P)
-        gxr, gxi = _load_c(gx_ptr, offs, mask)
-        bur, bui = _load_c(bu_ptr, offs, mask)
-        mprev = mask & (t[:, None] >= 1)
-        xpr, xpi = _load_c(x_ptr, offs - stride_l, mprev)
+        rv = valid[:, None]
+        roff = rbase + t[:, None] * stride_l  # (CHUNK, 1)
+        gxr, gxi = _load_c(gx_ptr, roff, rv, cols, cmask, CHUNK, BLOCK_P)
+        bur, bui = _load_c(bu_ptr, roff, rv, cols, cmask, CHUNK, BLOCK_P)
+        xpr, xpi = _load_c(x_ptr, roff - stride_l, (t >= 1)[:, None], cols, cmask, CHUNK, BLOCK_P)
         if HAS_H0:
-            first = mask & (t[:, None] == 0)
-            hr, hi = _load_c(h0_ptr, pid_b * 2 * P + 2 * offs_p[None, :] + t[:, None] * 0, first)
+            hr, hi = _load_c(h0_ptr, pid_b * 2 * P + t[:, None] * 0, (t == 0)[:, None], cols,
+                             cmask, CHUNK, BLOCK_P)
             xpr += hr
             xpi += hi
         if HAS_GAPS:
@@ -292,7 +320,7 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
         else:
             delta = dt0 + tl.zeros([CHUNK, 1], dtype=dt0.dtype)
             dnext = delta
-        anr, ani = _abar(lr, li, dnext, METHOD)
+        anr, ani = _abar(lr, li, dnext, METHOD, F64)
         anr = tl.where(valid[:, None], anr, 1.0)
         ani = tl.where(valid[:, None], -ani, 0.0)  # conj(Abar_{t+1})
         anr, ani, bsr, bsi = tl.associative_scan((anr, ani, gxr, gxi), 0, _combine)
@@ -302,7 +330,8 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
         cr = _last_row(gr, rows, CHUNK)
         ci = _last_row(gi, rows, CHUNK)
         ar, ai, fr, fi = _discretize(lr, li, ilr, ili, delta, METHOD, F64)
-        _store_c(gbu_ptr, offs, fr * gr + fi * gi, fr * gi - fi * gr, mask)  # conj(F) g
+        _store_c(gbu_ptr, roff, rv, cols, cmask, fr * gr + fi * gi, fr * gi - fi * gr,  # conj(F) g
+                 CHUNK, BLOCK_P)
         gar, gai = _cmul(xpr, -xpi, gr, gi)  # conj(x_{t-1}) g
         gfr, gfi = _cmul(bur, -bui, gr, gi)  # conj(Bu_t) g
         m1r, m1i, m2r, m2i = _sensitivities(lr, li, ilr, ili, delta, ar, ai, fr, fi, METHOD)
@@ -322,7 +351,7 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
             g0 = tl.load(gaps_ptr + pid_b * gstride_b).to(dt0.dtype)
         else:
             g0 = 1.0
-        a0r, a0i = _abar(lr, li, dt0 * g0, METHOD)
+        a0r, a0i = _abar(lr, li, dt0 * g0, METHOD, F64)
         hr, hi = _cmul(a0r, -a0i, cr[None, :], ci[None, :])
         tl.store(gh0_ptr + gl_offs, tl.sum(hr, axis=0), mask=mask_p)
         tl.store(gh0_ptr + gl_offs + 1, tl.sum(hi, axis=0), mask=mask_p)
