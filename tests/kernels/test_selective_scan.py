@@ -1,8 +1,8 @@
 """Fused selective scans (Triton v2 and v3) vs the float64 torch reference, fwd and bwd.
 
 Every kernel test runs for both implementations (the ``kernel`` fixture). v2's chunk is
-16 steps; under the interpreter v3's forward chunk is 8 steps and its backward's 16
-(two forward carries per backward chunk).
+16 steps; under the interpreter v3's forward chunk is 16 steps (4 threads of 4) and its
+backward's 8 (the forward saves two states per chunk); one test reverses that.
 
 Runs under the Triton interpreter on CPU (conftest sets TRITON_INTERPRET=1), where the
 kernel's chunk is 16 steps: L in {1, 17, 40, 64} covers a single step, partial last
@@ -115,6 +115,17 @@ def test_deterministic_is_bitwise_repeatable(kernel):
         out, last = _run(kernel.selective_scan, low, True, deterministic=True)
         outs.append(torch.autograd.grad(out.sum() + last.sum(), [low["B"], low["C"]]))
     assert all(torch.equal(a, b) for a, b in zip(*outs))
+
+
+@pytest.mark.parametrize("det", [False, True])
+def test_v3_backward_chunks_longer_than_forward(monkeypatch, det):
+    """The default interpreter configs save two states per forward chunk (forward 16 steps,
+    backward 8); here the backward's 32-step chunk spans four forward chunks and takes
+    8 steps a thread (the vectorised dB/dC row path)."""
+    monkeypatch.setenv("SSMTS_S6V3_FWD", "2,8,1")
+    monkeypatch.setenv("SSMTS_S6V3_BWD", "2,32,1")
+    low, ref = _inputs(2, 4, 6, 40, 2, torch.float32, seed=41)
+    _check(k_v3, low, ref, True, tol=1e-5, deterministic=det)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
