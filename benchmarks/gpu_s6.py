@@ -227,32 +227,41 @@ def sweep():
     return res
 
 
-V3_FWD = ["2,256,1", "1,256,1", "4,256,1", "2,512,2", "2,1024,4"]
-V3_BWD = ["1,256,1", "1,128,1", "1,512,2", "1,1024,4"]
+V3_FWD = ["2,256,1", "1,256,1", "2,512,2", "1,1024,4"]
+V3_BWD = ["1,128,1", "1,64,1", "1,128,2", "1,256,2", "1,1024,4"]
+V3_SWEEP_CASES = [("S6-A", 8, 2048, 4096, 16, torch.bfloat16), ("S6-A", 8, 2048, 4096, 16, torch.float32),
+                  ("TS-S6", 64, 256, 1024, 16, torch.float32),
+                  ("B1-L8K-N16", 1, 1024, 8192, 16, torch.bfloat16),
+                  ("B1-L32K-N64", 1, 1024, 32768, 64, torch.bfloat16)]
 
 
-def sweep_v3(batch=8, dim=2048, length=4096, n=16, dtype=torch.bfloat16):
-    """v3 launch configs "BLOCK_D,BLOCK_L,warps" (env SSMTS_S6V3_FWD / _BWD) at S6-A bf16,
-    and deterministic mode; ms. Forward configs are timed with the default backward and
-    the reverse."""
-    t = make_inputs(batch, dim, length, n, dtype, seed=99)
-    grads = torch.randn_like(t["u"])
+def sweep_v3():
+    """v3 launch configs "BLOCK_D,BLOCK_L,warps" (env SSMTS_S6V3_FWD / _BWD) over
+    V3_SWEEP_CASES, and deterministic mode at S6-A bf16; ms. Forward configs are timed with
+    the default backward and the reverse."""
     res = []
-    for var, cfgs in (("SSMTS_S6V3_FWD", V3_FWD), ("SSMTS_S6V3_BWD", V3_BWD)):
-        for cfg in cfgs:
-            os.environ[var] = cfg
-            try:
-                fwd, fb, peak = _bench(selective_scan_v3, t, grads)
-            except Exception as exc:  # a config that does not compile or fit
-                fwd = fb = peak = float("nan")
-                print("sweep_v3", var, cfg, "failed:", str(exc)[:200])
-            res.append(dict(var=var, cfg=cfg, fwd=fwd, fb=fb, peak_gb=peak))
+    for name, batch, dim, length, n, dtype in V3_SWEEP_CASES:
+        t = make_inputs(batch, dim, length, n, dtype, seed=99)
+        grads = torch.randn_like(t["u"])
+        for var, cfgs in (("SSMTS_S6V3_FWD", V3_FWD), ("SSMTS_S6V3_BWD", V3_BWD)):
+            for cfg in cfgs:
+                os.environ[var] = cfg
+                try:
+                    fwd, fb, peak = _bench(selective_scan_v3, t, grads)
+                except Exception as exc:  # a config that does not compile or fit
+                    fwd = fb = peak = float("nan")
+                    print("sweep_v3", var, cfg, "failed:", str(exc)[:200])
+                res.append(dict(case=name, dtype=str(dtype), var=var, cfg=cfg, fwd=fwd, fb=fb,
+                                peak_gb=peak))
+                print("sweep_v3", res[-1], flush=True)
+                os.environ.pop(var)
+        if name == "S6-A" and dtype == torch.bfloat16:
+            det = lambda *a, **k: selective_scan_v3(*a, deterministic=True, **k)  # noqa: E731
+            fwd, fb, peak = _bench(det, t, grads)
+            res.append(dict(case=name, cfg="default", deterministic=True, fwd=fwd, fb=fb,
+                            peak_gb=peak))
             print("sweep_v3", res[-1], flush=True)
-            os.environ.pop(var)
-    det = lambda *a, **k: selective_scan_v3(*a, deterministic=True, **k)  # noqa: E731
-    fwd, fb, peak = _bench(det, t, grads)
-    res.append(dict(cfg="default", deterministic=True, fwd=fwd, fb=fb, peak_gb=peak))
-    print("sweep_v3", res[-1], flush=True)
+        del t, grads
     return res
 
 
