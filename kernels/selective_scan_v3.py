@@ -375,13 +375,15 @@ def _configs(batch: int, dim: int, d_per_group: int, length: int, esize: int):
         # one warp a program (no shared memory or barrier in its scans) if that still gives
         # ~16 warps per SM (132 SMs), two channels (shared B/C rows) if that does too;
         # else 4 warps along a chunk. One 16-byte vector per thread.
-        vec, ch = 16 // esize, batch * dim
-        bd = 2 if ch >= 2 * 16 * 132 else 1
+        # H100 sweep (NOTES_s6.md, v3.1): many channels -> forward (2, 512, 2 warps) and
+        # backward (1, 128, 1 warp); few channels (B=1 rows) -> forward (1, 1024, 4) and
+        # backward (1, 256, 2)
+        ch = batch * dim
         if ch >= 16 * 132:
-            fwd, bwd = (bd, 32 * vec, 1), (1, 32 * vec, 1)
+            fwd, bwd = (2 if ch >= 2 * 16 * 132 else 1, 512, 2), (1, 128, 1)
         else:
-            fwd = (1, min(128 * vec, max(128, triton.next_power_of_2(length))), 4)
-            bwd = (1, 128 * vec, 4)
+            fwd = (1, min(1024, max(128, triton.next_power_of_2(length))), 4)
+            bwd = (1, 256, 2)
     fwd = _env_cfg("SSMTS_S6V3_FWD") or fwd
     bwd = _env_cfg("SSMTS_S6V3_BWD") or bwd
     if fwd[1] & (fwd[1] - 1) or bwd[1] & (bwd[1] - 1):

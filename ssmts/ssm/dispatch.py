@@ -73,14 +73,12 @@ def _torch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
 
 def _triton_kernel_for(u: torch.Tensor):
-    """Which Triton selective scan: v3 (time-parallel, one program per channel) when
-    batch * D programs of v2 could not fill the GPU (fewer than 16 per SM), else v2
-    (time-sequential per channel). Measured on an H100: see benchmarks/NOTES_s6.md."""
-    n_sm = torch.cuda.get_device_properties(u.device).multi_processor_count if u.is_cuda else 132
-    if u.shape[0] * u.shape[1] < 16 * n_sm:
-        from ssmts.kernels.selective_scan_v3 import selective_scan as kernel
-    else:
-        from ssmts.kernels.selective_scan import selective_scan as kernel
+    """Which Triton selective scan: v3 (time-parallel within chunks, adjoint from forward
+    scans) everywhere since its 3.1 revision: on an H100 it is 1.2-1.4x faster than v2 in
+    forward+backward at S6-A and TS-S6, 3-5x at B=1, and within 10% of v2 forward-only
+    (benchmarks/NOTES_s6.md). v2 stays importable as ``ssmts.kernels.selective_scan``."""
+    from ssmts.kernels.selective_scan_v3 import selective_scan as kernel
+
     return kernel
 
 
