@@ -36,6 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ssmts.ssm._validate import result_finite
 from ssmts.ssm.selective import check_selective_scan_args, selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_fn"]
@@ -527,14 +528,18 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     out : tensor, shape (batch, D, L), dtype of ``u``
     last_state : fp32 tensor, shape (batch, D, N), only if ``return_last_state``
     """
-    check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, gaps)
+    args = (u, delta, A, B, C, D, z, delta_bias, gaps)
+    check_selective_scan_args(*args, values=not u.is_cuda)  # CUDA: values via the result
     if needs_reference(u, A, B, C):
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, gaps)
     if deterministic is None:
         deterministic = deterministic_default()
-    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                 bool(return_last_state), gaps, bool(deterministic))
+    res = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                bool(return_last_state), gaps, bool(deterministic))
+    if u.is_cuda and not result_finite(res[0] if return_last_state else res, gaps):
+        check_selective_scan_args(*args)  # names a non-finite input or bad gap, if any
+    return res
 
 
 selective_scan_fn = selective_scan

@@ -104,3 +104,21 @@ def check_stable(eigs: torch.Tensor, name: str, discrete: bool = False) -> torch
             "use a stable parameterisation or pass require_stable=False"
         )
     return eigs
+
+
+def result_finite(out: torch.Tensor, gaps: torch.Tensor | None = None,
+                  extra: torch.Tensor | None = None) -> bool:
+    """One reduction and one host sync: True if ``out`` is all finite, ``gaps`` > 0 and
+    the 0-d bool ``extra`` (another device-side condition) holds.
+
+    The GPU kernels validate values through their result instead of reading every input
+    (a NaN/inf in any input reaches the output); only when this fails are the inputs
+    checked one by one, to name the culprit.
+    """
+    total = out.sum() if out.is_complex() else out.sum(dtype=torch.float32)
+    ok = torch.isfinite(total)
+    if gaps is not None:
+        ok = ok & (gaps.min() > 0)
+    if extra is not None:
+        ok = ok & extra
+    return bool(ok)

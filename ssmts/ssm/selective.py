@@ -29,8 +29,12 @@ def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
     return torch.float64 if wide else torch.float32
 
 
-def check_selective_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None, gaps=None):
+def check_selective_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None, gaps=None,
+                              values: bool = True):
     """Validate the arguments of a selective scan; raise ``ValueError`` naming the bad one.
+
+    ``values=False`` checks types and shapes only (the GPU kernels check values through
+    their result, see ``_validate.result_finite``).
 
     Returns ``(batch, dim, length, dstate, groups)`` where ``groups`` is 0 for
     input-independent ``B``/``C`` of shape (D, N).
@@ -67,6 +71,8 @@ def check_selective_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None
                            ("z", z, tuple(u.shape)), ("gaps", gaps, (batch, length))):
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
+    if not values:
+        return batch, dim, length, dstate, groups
     for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D),
                     ("z", z), ("delta_bias", delta_bias)):
         if t is not None:
