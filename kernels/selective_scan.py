@@ -36,7 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ssmts.ssm._validate import result_finite
+from ssmts.ssm._validate import gpu_value_checks, result_finite
 from ssmts.ssm.selective import check_selective_scan_args, selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_fn"]
@@ -527,9 +527,14 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     -------
     out : tensor, shape (batch, D, L), dtype of ``u``
     last_state : fp32 tensor, shape (batch, D, N), only if ``return_last_state``
+    Notes
+    -----
+    Types and shapes are always checked. Values (NaN/inf, gaps > 0) are checked on CPU
+    tensors; on CUDA only with ``SSMTS_CHECK_GPU_VALUES=1`` (a reduction and a host sync per
+    call), otherwise non-finite inputs give non-finite outputs.
     """
     args = (u, delta, A, B, C, D, z, delta_bias, gaps)
-    check_selective_scan_args(*args, values=not u.is_cuda)  # CUDA: values via the result
+    check_selective_scan_args(*args, values=not u.is_cuda)  # CUDA: see gpu_value_checks
     if needs_reference(u, A, B, C):
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, gaps)
@@ -537,7 +542,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         deterministic = deterministic_default()
     res = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
                                 bool(return_last_state), gaps, bool(deterministic))
-    if u.is_cuda and not result_finite(res[0] if return_last_state else res, gaps):
+    if u.is_cuda and gpu_value_checks() and not result_finite(
+            res[0] if return_last_state else res, gaps):
         check_selective_scan_args(*args)  # names a non-finite input or bad gap, if any
     return res
 

@@ -6,6 +6,7 @@ Every error names the argument, says what is wrong and what to do.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -104,6 +105,16 @@ def check_stable(eigs: torch.Tensor, name: str, discrete: bool = False) -> torch
             "use a stable parameterisation or pass require_stable=False"
         )
     return eigs
+
+
+def gpu_value_checks() -> bool:
+    """Whether the GPU kernels check input values (env ``SSMTS_CHECK_GPU_VALUES=1``).
+
+    Off by default: the check costs a reduction and a host sync per call, which stalls
+    the launch queue (more than the whole kernel at B=1 shapes). Types and shapes are
+    always checked; on the CPU, values are always checked.
+    """
+    return os.environ.get("SSMTS_CHECK_GPU_VALUES", "0") == "1"
 
 
 def result_finite(out: torch.Tensor, gaps: torch.Tensor | None = None,
