@@ -527,6 +527,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     -------
     out : tensor, shape (batch, D, L), dtype of ``u``
     last_state : fp32 tensor, shape (batch, D, N), only if ``return_last_state``
+
     Notes
     -----
     Types and shapes are always checked. Values (NaN/inf, gaps > 0) are checked on CPU
