@@ -534,6 +534,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     tensors; on CUDA only with ``SSMTS_CHECK_GPU_VALUES=1`` (a reduction and a host sync per
     call), otherwise non-finite inputs give non-finite outputs.
     """
+    return run_checked(SelectiveScanFn.apply, u, delta, A, B, C, D, z, delta_bias,
+                       delta_softplus, return_last_state, gaps, deterministic)
+
+
+def run_checked(apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                gaps, deterministic):
+    """The public path shared by the v2 and v3 kernels: check, fall back to the reference
+    where the kernel does not apply, run ``apply`` (an autograd Function's ``apply``), and
+    on CUDA check values through the result when ``SSMTS_CHECK_GPU_VALUES=1``."""
     args = (u, delta, A, B, C, D, z, delta_bias, gaps)
     check_selective_scan_args(*args, values=not u.is_cuda)  # CUDA: see gpu_value_checks
     if needs_reference(u, A, B, C):
@@ -541,8 +550,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                                   return_last_state, gaps)
     if deterministic is None:
         deterministic = deterministic_default()
-    res = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                bool(return_last_state), gaps, bool(deterministic))
+    res = apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                bool(return_last_state), gaps, bool(deterministic))
     if u.is_cuda and gpu_value_checks() and not result_finite(
             res[0] if return_last_state else res, gaps):
         check_selective_scan_args(*args)  # names a non-finite input or bad gap, if any

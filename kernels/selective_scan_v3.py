@@ -30,10 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ssmts.ssm._validate import gpu_value_checks, result_finite
-from ssmts.ssm.selective import check_selective_scan_args, selective_scan_ref
 
-from .selective_scan import deterministic_default, needs_reference
+from .selective_scan import run_checked
 
 __all__ = ["selective_scan", "selective_scan_fn"]
 
@@ -552,19 +550,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     tensors; on CUDA only with ``SSMTS_CHECK_GPU_VALUES=1`` (a reduction and a host sync per
     call), otherwise non-finite inputs give non-finite outputs.
     """
-    args = (u, delta, A, B, C, D, z, delta_bias, gaps)
-    check_selective_scan_args(*args, values=not u.is_cuda)  # CUDA: see gpu_value_checks
-    if needs_reference(u, A, B, C):
-        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                  return_last_state, gaps)
-    if deterministic is None:
-        deterministic = deterministic_default()
-    res = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                bool(return_last_state), gaps, bool(deterministic))
-    if u.is_cuda and gpu_value_checks() and not result_finite(
-            res[0] if return_last_state else res, gaps):
-        check_selective_scan_args(*args)  # names a non-finite input or bad gap, if any
-    return res
+    return run_checked(SelectiveScanFn.apply, u, delta, A, B, C, D, z, delta_bias,
+                       delta_softplus, return_last_state, gaps, deterministic)
 
 
 selective_scan_fn = selective_scan
