@@ -30,7 +30,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 from .selective_scan import run_checked
 
 __all__ = ["selective_scan", "selective_scan_fn"]
