@@ -224,6 +224,17 @@ def _last_row(v, rows, CHUNK: tl.constexpr):
 
 
 @triton.jit
+def _p_block_params(lam_ptr, logdt_ptr, offs_p, mask_p):
+    """Per-state parameters of a P block as (1, BLOCK_P) rows: Lambda (lr, li), 1/Lambda
+    (ilr, ili, once per program) and the base step exp(log_dt)."""
+    lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
+    li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
+    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)
+    dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
+    return lr, li, ilr, ili, dt0
+
+
+@triton.jit
 def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
                         L, P, stride_b, stride_l, gstride_b,
                         METHOD: tl.constexpr, HAS_GAPS: tl.constexpr, HAS_H0: tl.constexpr,
@@ -232,10 +243,7 @@ def _s5_scan_fwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr,
     pid_b = tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
-    lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
-    li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
-    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda, once per program
-    dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
+    lr, li, ilr, ili, dt0 = _p_block_params(lam_ptr, logdt_ptr, offs_p, mask_p)
     rows = tl.arange(0, CHUNK)
     cols = 2 * tl.program_id(1) * BLOCK_P + tl.arange(0, 2 * BLOCK_P)  # float columns
     cmask = cols < 2 * P
@@ -289,10 +297,7 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
     pid_b = tl.program_id(0)
     offs_p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < P
-    lr = tl.load(lam_ptr + 2 * offs_p, mask=mask_p, other=-1.0)[None, :]
-    li = tl.load(lam_ptr + 2 * offs_p + 1, mask=mask_p, other=0.0)[None, :]
-    ilr, ili = _cdiv(1.0 + lr * 0, lr * 0, lr, li)  # 1/Lambda, once per program
-    dt0 = tl.exp(tl.load(logdt_ptr + offs_p, mask=mask_p, other=0.0))[None, :]
+    lr, li, ilr, ili, dt0 = _p_block_params(lam_ptr, logdt_ptr, offs_p, mask_p)
     cr = tl.zeros([BLOCK_P], dtype=lr.dtype)
     ci = tl.zeros([BLOCK_P], dtype=lr.dtype)
     acc_lr = tl.zeros([BLOCK_P], dtype=lr.dtype)
