@@ -24,12 +24,14 @@ are computed by the torch reference (documented fallback), as in v2.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 import triton
 import triton.language as tl
 
+from ._launch import launch
 from .selective_scan import run_checked
 
 __all__ = ["selective_scan", "selective_scan_fn"]
@@ -349,9 +351,8 @@ def _s6v3_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_pt
         tl.store(dbias_ptr + pid_b * dim + offs_d, db_acc)
 
 
-def _env_cfg(name: str) -> tuple[int, int, int] | None:
-    """``"BLOCK_D,BLOCK_L,num_warps"`` from env (sweeps), else None."""
-    v = os.environ.get(name)
+def _env_cfg(v: str | None) -> tuple[int, int, int] | None:
+    """``"BLOCK_D,BLOCK_L,num_warps"`` (an env override, for sweeps), else None."""
     return tuple(int(x) for x in v.split(",")) if v else None
 
 
@@ -366,7 +367,13 @@ def _fit_bd(d_per_group: int, target: int) -> int:
 def _configs(batch: int, dim: int, d_per_group: int, length: int, esize: int):
     """((BD, BL, warps, SPT) forward, (BD, BL, warps, SPT) backward, SAVE): the forward
     saves the state every SAVE = min(BL_fwd, BL_bwd) steps, where backward chunks start.
-    ``esize``: bytes per element of u."""
+    ``esize``: bytes per element of u. Env ``SSMTS_S6V3_FWD`` / ``_BWD`` override."""
+    return _configs_for(batch, dim, d_per_group, length, esize,
+                        os.environ.get("SSMTS_S6V3_FWD"), os.environ.get("SSMTS_S6V3_BWD"))
+
+
+@functools.lru_cache(maxsize=512)
+def _configs_for(batch, dim, d_per_group, length, esize, env_fwd, env_bwd):
     if _INTERPRET:  # forward chunk 16, backward 8: two saves per forward chunk
         fwd, bwd = (2, 16, 1), (2, 8, 1)
     else:
@@ -382,8 +389,8 @@ def _configs(batch: int, dim: int, d_per_group: int, length: int, esize: int):
         else:
             fwd = (1, min(1024, max(128, triton.next_power_of_2(length))), 4)
             bwd = (1, 256, 2)
-    fwd = _env_cfg("SSMTS_S6V3_FWD") or fwd
-    bwd = _env_cfg("SSMTS_S6V3_BWD") or bwd
+    fwd = _env_cfg(env_fwd) or fwd
+    bwd = _env_cfg(env_bwd) or bwd
     if fwd[1] & (fwd[1] - 1) or bwd[1] & (bwd[1] - 1):
         raise ValueError(f"BLOCK_L must be a power of two, got {fwd[1]}, {bwd[1]}")
     # steps a thread: one 16-byte load, at most BL / threads (interpreter: 4 segments)
@@ -415,13 +422,12 @@ def _s6_fwd(u, delta, A, B4, C4, Dsk, z, bias, gaps, softplus, cfg, save):
     n_save = triton.cdiv(length, save)
     out = torch.empty_like(u)
     carry = torch.empty(batch, dim, n_save + 1, nstate, device=u.device, dtype=torch.float32)
-    _s6v3_fwd_kernel[(batch, dim // bd)](
+    launch(_s6v3_fwd_kernel, (batch, dim // bd), (
         u, delta, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, out, carry,
         dim, length, nstate, dim // groups, groups, triton.cdiv(length, bl), n_save,
-        NP=triton.next_power_of_2(nstate), BLOCK_D=bd, BLOCK_L=bl, SPT=spt, SAVE=save,
-        HAS_D=Dsk is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None,
-        SOFTPLUS=softplus, HAS_GAPS=gaps is not None, num_warps=nw)
+        triton.next_power_of_2(nstate), bd, bl, spt, save, Dsk is not None, z is not None,
+        bias is not None, softplus, gaps is not None), 11, 7, nw)
     return out, carry
 
 
@@ -435,8 +441,7 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     bd, bl, nw, spt = cfg
     du, ddt = torch.empty_like(u), torch.empty_like(dt)
     dz = torch.empty_like(z) if z is not None else du
-    dD_p = torch.empty(batch, dim, device=dev, dtype=f32)
-    db_p = torch.empty(batch, dim, device=dev, dtype=f32)
+    dD_p, db_p = torch.empty(2, batch, dim, device=dev, dtype=f32).unbind(0)
     n_sub = _n_sub(batch, dim, bd, dpg, 4 if _INTERPRET else 1024) if deterministic else 1
     progs = dim // (bd * n_sub)
     rows = progs * batch if deterministic else batch * groups
@@ -450,15 +455,14 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     dg = dg.view(rows, length) if gaps_grad else dB
     if glast is not None:
         kc[triton.cdiv(length, bl) % 2] = glast
-    _s6v3_bwd_kernel[(batch, progs)](
+    launch(_s6v3_bwd_kernel, (batch, progs), (
         u, dt, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, carry, gout, kc,
         du, ddt, dz, dA_p, dD_p, db_p, dB, dC, dg,
         batch, dim, length, nstate, dpg, groups, carry.shape[2] - 1, n_sub,
-        NP=triton.next_power_of_2(nstate), BLOCK_D=bd, BLOCK_L=bl, SPT=spt, RATIO=bl // save,
-        HAS_D=Dsk is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None,
-        SOFTPLUS=softplus, HAS_GAPS=gaps is not None, GAPS_GRAD=gaps_grad,
-        DETERMINISTIC=deterministic, num_warps=nw)
+        triton.next_power_of_2(nstate), bd, bl, spt, bl // save, Dsk is not None,
+        z is not None, bias is not None, softplus, gaps is not None, gaps_grad,
+        deterministic), 21, 8, nw)
     dgaps = None
     if deterministic:
         ppg = rows // (batch * groups)  # programs per group
@@ -483,22 +487,28 @@ def _as_bc4(t: torch.Tensor) -> torch.Tensor:
     return (t.unsqueeze(1) if t.ndim == 3 else t).contiguous()
 
 
+def _forward(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps):
+    """Contiguous operands, launch configs, the forward launch: (out, last or None, the
+    tensors the backward needs, its config and save interval)."""
+    u_c, dt_c, A_c = u.contiguous(), delta.contiguous(), A.contiguous()
+    z_c = None if z is None else z.contiguous()
+    gaps_c = None if gaps is None else gaps.contiguous()
+    B4, C4 = _as_bc4(B), _as_bc4(C)
+    batch, dim, length = u.shape
+    fwd_cfg, bwd_cfg, save = _configs(batch, dim, dim // B4.shape[1], length, u_c.element_size())
+    out, carry = _s6_fwd(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, softplus, fwd_cfg, save)
+    last = carry[:, :, -1].clone() if return_last else None
+    return out, last, (u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, carry), bwd_cfg, save
+
+
 class SelectiveScanFn(torch.autograd.Function):
     """Autograd wrapper: the forward kernel saves chunk carries, the backward recomputes."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps, deterministic):
-        u_c, dt_c, A_c = u.contiguous(), delta.contiguous(), A.contiguous()
-        z_c = None if z is None else z.contiguous()
-        gaps_c = None if gaps is None else gaps.contiguous()
-        B4, C4 = _as_bc4(B), _as_bc4(C)
-        batch, dim, length = u.shape
-        fwd_cfg, bwd_cfg, save = _configs(batch, dim, dim // B4.shape[1], length,
-                                          u_c.element_size())
-        out, carry = _s6_fwd(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, softplus, fwd_cfg,
-                             save)
-        last = carry[:, :, -1].clone() if return_last else None
-        ctx.save_for_backward(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, carry)
+        out, last, saved, bwd_cfg, save = _forward(u, delta, A, B, C, Dsk, z, bias, softplus,
+                                                   return_last, gaps)
+        ctx.save_for_backward(*saved)
         ctx.flags = (softplus, deterministic, B.ndim, B.dtype, C.dtype, bwd_cfg, save)
         ctx.set_materialize_grads(False)
         return (out, last) if return_last else out
@@ -516,7 +526,8 @@ class SelectiveScanFn(torch.autograd.Function):
         du, ddt, dA, dB, dC, dD, dz, dbias, dgaps = grads
         if bc_ndim == 3:
             dB, dC = dB[:, 0], dC[:, 0]
-        return (du, ddt, dA, dB.to(b_dtype), dC.to(c_dtype), dD, dz, dbias, None, None, dgaps,
+        return (du, ddt, dA, dB if dB.dtype == b_dtype else dB.to(b_dtype),
+                dC if dC.dtype == c_dtype else dC.to(c_dtype), dD, dz, dbias, None, None, dgaps,
                 None)
 
 
@@ -549,8 +560,20 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     tensors; on CUDA only with ``SSMTS_CHECK_GPU_VALUES=1`` (a reduction and a host sync per
     call), otherwise non-finite inputs give non-finite outputs.
     """
-    return run_checked(SelectiveScanFn.apply, u, delta, A, B, C, D, z, delta_bias,
-                       delta_softplus, return_last_state, gaps, deterministic)
+    return run_checked(_apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                       return_last_state, gaps, deterministic)
+
+
+def _apply(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps, deterministic):
+    """Through autograd when a gradient can be asked for, else the bare forward (no autograd
+    node, no saved tensors: a few microseconds of host time, which is what small shapes
+    cost)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (u, delta, A, B, C, Dsk, z, bias, gaps)):
+        return SelectiveScanFn.apply(u, delta, A, B, C, Dsk, z, bias, softplus, return_last,
+                                     gaps, deterministic)
+    out, last, _, _, _ = _forward(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps)
+    return (out, last) if return_last else out
 
 
 selective_scan_fn = selective_scan

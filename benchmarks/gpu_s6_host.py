@@ -1,0 +1,207 @@
+"""Host (CPU) cost per call of the S6 selective scan, ours (dispatch -> v3) vs mamba_ssm.
+
+At the B=1 shapes the kernels take ~40 us on an H100, so do_bench's wall-clock medians
+measure the host path. This script, for each shape and side:
+
+* ``do_bench`` medians of forward and forward+backward (as ``gpu_s6._bench``);
+* host microseconds per call: a loop of calls without synchronisation at a tiny shape
+  (B=1, D=64, L=64, where the device is idle most of the time), best of three loops:
+  forward without grad, forward recording the graph, and forward+backward;
+* the aten ops and CUDA kernels one forward+backward launches (torch.profiler);
+* cProfile of our forward and forward+backward (Python functions by own time).
+
+GPU machine only: ``python3 benchmarks/gpu_s6_host.py [--json OUT.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+
+import torch
+import triton
+
+sys.path.insert(0, "benchmarks")
+import gpu_s6  # noqa: E402
+
+SHAPES = [("B1-L2K-N16", 1, 1024, 2048, 16), ("B1-L2K-N64", 1, 1024, 2048, 64),
+          ("tiny", 1, 64, 64, 16)]
+
+
+def _impls():
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+    return {"ours": gpu_s6.selective_scan_dispatch, "mamba": theirs}
+
+
+def _steps(fn, t, grads):
+    leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
+
+    def fwd():
+        with torch.no_grad():
+            gpu_s6._call(fn, t)
+
+    def fb():
+        for x in leaves:
+            x.grad = None
+        gpu_s6._call(fn, t).backward(grads)
+
+    return fwd, fb, leaves
+
+
+def host_us(step, n=400):
+    """Host microseconds per call of ``step`` (no sync inside the loop)."""
+    for _ in range(20):
+        step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) / n * 1e6
+
+
+def launches(step):
+    """(aten ops, CUDA kernels) per call, by name."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    ev = prof.key_averages()
+    aten = {e.key: e.count for e in ev if e.key.startswith("aten::")}
+    kern = {e.key[:60]: e.count for e in ev if e.device_type.name == "CUDA" and e.count}
+    return aten, kern
+
+
+def profile_text(step, n=200, top=25):
+    for _ in range(10):
+        step()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        step()
+    pr.disable()
+    torch.cuda.synchronize()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
+
+
+def _per_call_us(f, n=2000):
+    for _ in range(50):
+        f()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        torch.cuda.synchronize()
+    return best
+
+
+def stages():
+    """Host microseconds of the pieces of our call at the tiny shape (best of 3 loops)."""
+    from ssmts.kernels import selective_scan_v3 as v3
+    from ssmts.ssm.selective import check_selective_scan_args
+
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=3)
+    u, dl, A, B, C, D, z, bias = (t[k] for k in ("u", "delta", "A", "B", "C", "D", "z",
+                                                  "delta_bias"))
+    B4, C4 = v3._as_bc4(B), v3._as_bc4(C)
+    fcfg, bcfg, save = v3._configs(1, 64, 64, 64, 2)
+    out, carry = v3._s6_fwd(u, dl, A, B4, C4, D, z, bias, None, True, fcfg, save)
+    g = torch.randn_like(u)
+    res = {
+        "check_args": lambda: check_selective_scan_args(u, dl, A, B, C, D, z, bias, None,
+                                                        values=False),
+        "configs": lambda: v3._configs(1, 64, 64, 64, 2),
+        "empty_like": lambda: torch.empty_like(u),
+        "s6_fwd (allocs + launch)": lambda: v3._s6_fwd(u, dl, A, B4, C4, D, z, bias, None,
+                                                       True, fcfg, save),
+        "_forward": lambda: v3._forward(u, dl, A, B, C, D, z, bias, True, False, None),
+        "public, no grad": lambda: v3.selective_scan(u, dl, A, B, C, D, z, bias, True),
+        "s6_bwd (allocs + launch + sums)": lambda: v3._s6_bwd(
+            g, None, u, dl, A, B4, C4, D, z, bias, None, carry, True, False, False, bcfg,
+            save),
+    }
+    return {k: _per_call_us(f) for k, f in res.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--profile", action="store_true", help="also print cProfile of ours")
+    ap.add_argument("--stages", action="store_true", help="time the pieces of our call")
+    args = ap.parse_args()
+    if args.stages:
+        for k, v in stages().items():
+            print(f"stage {k:34s} {v:8.1f} us")
+    impls = _impls()
+    rows = []
+    for name, b, d, L, n in SHAPES:
+        t = gpu_s6.make_inputs(b, d, L, n, torch.bfloat16, seed=7)
+        grads = torch.randn_like(t["u"])
+        for side, fn in impls.items():
+            fwd, fb, leaves = _steps(fn, t, grads)
+            row = {"case": name, "impl": side}
+            if name != "tiny":
+                row["bench_fwd_ms"] = triton.testing.do_bench(fwd, warmup=25, rep=200,
+                                                              return_mode="median")
+            for x in leaves:
+                x.requires_grad_(True)
+            if name != "tiny":
+                row["bench_fb_ms"] = triton.testing.do_bench(fb, warmup=25, rep=200,
+                                                             return_mode="median")
+            else:
+                for x in leaves:
+                    x.requires_grad_(False)
+                row["host_fwd_us"] = min(host_us(fwd) for _ in range(3))
+                for x in leaves:
+                    x.requires_grad_(True)
+                row["host_fwd_grad_us"] = min(host_us(lambda: gpu_s6._call(fn, t))
+                                              for _ in range(3))
+                row["host_fb_us"] = min(host_us(fb) for _ in range(3))
+                aten, kern = launches(fb)
+                row["aten_fb"], row["kernels_fb"] = aten, kern
+                row["n_aten_fb"], row["n_kernels_fb"] = sum(aten.values()), sum(kern.values())
+                if side == "ours" and args.profile:
+                    for x in leaves:
+                        x.requires_grad_(False)
+                    print(f"--- cProfile ours forward ({name})\n" + profile_text(fwd))
+                    for x in leaves:
+                        x.requires_grad_(True)
+                    print(f"--- cProfile ours forward+backward ({name})\n" + profile_text(fb))
+            for x in leaves:
+                x.requires_grad_(False)
+                x.grad = None
+            rows.append(row)
+    print(f"{'case':12s} {'impl':6s} {'fwd ms':>8s} {'f+b ms':>8s} {'host fwd us':>12s} "
+          f"{'host f+b us':>12s} {'fwd grad us':>12s} {'aten':>5s} {'kern':>5s}")
+    for r in rows:
+        print(f"{r['case']:12s} {r['impl']:6s} {r.get('bench_fwd_ms', float('nan')):8.4f} "
+              f"{r.get('bench_fb_ms', float('nan')):8.4f} {r.get('host_fwd_us', float('nan')):12.1f} "
+              f"{r.get('host_fb_us', float('nan')):12.1f} {r.get('host_fwd_grad_us', float('nan')):12.1f} "
+              f"{r.get('n_aten_fb', 0):5d} "
+              f"{r.get('n_kernels_fb', 0):5d}")
+    for r in rows:
+        if "aten_fb" in r:
+            print(r["impl"], "aten:", r["aten_fb"])
+            print(r["impl"], "kernels:", r["kernels_fb"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

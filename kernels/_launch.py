@@ -1,0 +1,105 @@
+"""Lean launches of ``@triton.jit`` kernels: Triton's per-call binding, skipped once seen.
+
+``fn[grid](*args)`` re-binds and re-specialises every argument, builds a string key and
+reads the options on every call: tens of microseconds of host time, more than the whole
+kernel at small shapes (B=1 selective scans, one streaming step). :func:`launch` keys a
+cache on what Triton specialises on (per tensor: dtype and 16-byte alignment; per
+integer: divisibility by 16, equality to 1 and 32-bit range (sizes and counts, never
+negative); constexpr values, the warp count and the device), launches through Triton's
+own path on a miss, keeps the compiled kernel it returns, and on a hit calls that
+kernel's launcher directly.
+
+The fast path is used only on CUDA, outside the interpreter, without Triton launch hooks,
+and unless ``SSMTS_FAST_LAUNCH=0``; if the launcher ever rejects the call (a Triton
+version with another calling convention) it is switched off for the process with one
+warning and every launch takes Triton's path again.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+_ENABLED = [os.environ.get("SSMTS_FAST_LAUNCH", "1") != "0"
+            and os.environ.get("TRITON_INTERPRET", "0") != "1"]
+_CACHE: dict = {}
+_I32 = 1 << 31  # non-negative ints below this are i32 to Triton
+
+
+def _hook_active(hook) -> bool:
+    """A launch hook that would run: a callable, or a non-empty ``HookChain`` (Triton 3.5+)."""
+    if hook is None:
+        return False
+    calls = getattr(hook, "calls", None)
+    return bool(calls) if calls is not None else True
+
+
+def _runtime_knobs():
+    try:
+        from triton import knobs
+
+        return knobs.runtime
+    except ImportError:  # older Triton: no knobs
+        return None
+
+
+_RT = [None, False]  # triton.knobs.runtime, looked up
+
+
+def _hooks_set() -> bool:
+    """True if Triton launch hooks are installed (profilers): those need Triton's path."""
+    if not _RT[1]:
+        _RT[:] = [_runtime_knobs(), True]
+    rt = _RT[0]
+    if rt is None:  # no knobs: hooks may exist where we cannot see them
+        return True
+    return _hook_active(getattr(rt, "launch_enter_hook", None)) or \
+        _hook_active(getattr(rt, "launch_exit_hook", None))
+
+
+def _raw_stream(dev: int) -> int:
+    get = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton's driver uses
+    return get(dev) if get is not None else torch.cuda.current_stream(dev).cuda_stream
+
+
+def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps: int) -> None:
+    """``fn[grid](*args, num_warps=num_warps)`` through a cached compiled kernel.
+
+    Parameters
+    ----------
+    fn : triton.runtime.JITFunction
+    grid : tuple of int
+        One to three program counts.
+    args : tuple
+        Every parameter of ``fn`` in signature order: ``n_tensors`` tensors first, then
+        ``n_ints`` integers, then the constexpr values.
+    n_tensors, n_ints : int
+    num_warps : int
+    """
+    if not (_ENABLED[0] and args[0].is_cuda) or _hooks_set():
+        fn[grid](*args, num_warps=num_warps)
+        return
+    tensors, ints = args[:n_tensors], args[n_tensors:n_tensors + n_ints]
+    unaligned = 0
+    for i, t in enumerate(tensors):
+        if t.data_ptr() & 15:
+            unaligned |= 1 << i
+    key = (fn, torch.cuda.current_device(), num_warps, unaligned,
+           tuple([t.dtype for t in tensors]),
+           tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+    kernel = _CACHE.get(key)
+    if kernel is None:  # Triton's own path: specialises, compiles if needed, launches
+        _CACHE[key] = fn[grid](*args, num_warps=num_warps)
+        return
+    g = tuple(grid) + (1, 1)
+    try:
+        kernel.run(g[0], g[1], g[2], _raw_stream(key[1]), kernel.function,
+                   kernel.packed_metadata, None, None, None, *args)
+    except (TypeError, AttributeError, ValueError) as err:  # launcher convention changed
+        _ENABLED[0] = False
+        warnings.warn(f"ssmts.kernels: direct Triton launch unavailable ({err}); using "
+                      "Triton's launch path (slower at small shapes)", RuntimeWarning,
+                      stacklevel=2)
+        fn[grid](*args, num_warps=num_warps)
