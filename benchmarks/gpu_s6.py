@@ -10,6 +10,8 @@ One call does everything (see benchmarks/NOTES_s6.md):
    ``kernels/selective_scan_v3.py``) and mamba_ssm's ``selective_scan_fn`` on the same full-size inputs
    (z gating, D skip, delta_bias, softplus), forward and forward+backward,
    ``triton.testing.do_bench`` medians, and the peak memory of one forward+backward;
+   then both again as CUDA-graph replays (each side's device time without launch gaps:
+   at B=1 the wall-clock medians are host-bound, see ``gpu_s6_host.py``);
 4. prints a table and writes JSON to ``$OUT/s6.json``.
 
 Floors: bytes / measured copy bandwidth, and the exp-unit floor B*D*L*N exp2 (forward;
@@ -109,6 +111,47 @@ def check_case(batch, dim, length, n, dtype, impls, seed=1234):
     return res
 
 
+def _graph_ms(step):
+    """Median ms of replaying a CUDA graph holding one ``step`` (launch gaps removed: the
+    device time of the call), NaN if the step cannot be captured."""
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            step()
+        ms = triton.testing.do_bench(g.replay, warmup=25, rep=100, return_mode="median")
+        del g
+        return ms
+    except RuntimeError as err:
+        print("graph capture failed:", err)
+        return float("nan")
+
+
+def _bench_graphs(fn, t, grads):
+    """(forward, forward+backward) medians of CUDA-graph replays, ms."""
+    leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
+    fwd = _graph_ms(lambda: _call(fn, t))
+    for x in leaves:
+        x.requires_grad_(True)
+        x.grad = None
+
+    def step():
+        _call(fn, t).backward(grads)
+
+    fb = _graph_ms(step)
+    for x in leaves:
+        x.grad = None
+        x.requires_grad_(False)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    return fwd, fb
+
+
 def _bench(fn, t, grads):
     fwd = triton.testing.do_bench(lambda: _call(fn, t), warmup=25, rep=100, return_mode="median")
     leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
@@ -181,9 +224,12 @@ def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
         t = make_inputs(batch, dim, length, n, dtype, seed=99)
         grads = torch.randn_like(t["u"])
         anchor = _bench(mamba_fn, t, grads) if mamba_fn is not None else (float("nan"),) * 3
+        anchor_g = (_bench_graphs(mamba_fn, t, grads) if mamba_fn is not None
+                    else (float("nan"),) * 2)
         f_fwd, f_fb = _floors(batch, dim, length, n, dtype, bw, ex_rate)
         for impl in impls:
             ours = _bench(IMPLS[impl], t, grads)
+            ours_g = _bench_graphs(IMPLS[impl], t, grads)
             err, errs = checks[impl]
             row = dict(case=name, impl=impl, shape=[batch, dim, length, n],
                        dtype=str(dtype).split(".")[-1],
@@ -192,6 +238,9 @@ def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
                        ratio_fwd=anchor[0] / ours[0], ratio_fb=anchor[1] / ours[1],
                        floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours[0],
                        pct_floor_fb=100 * f_fb / ours[1], max_rel_err=err, errs=errs,
+                       graph_fwd=ours_g[0], graph_fb=ours_g[1], anchor_graph_fwd=anchor_g[0],
+                       anchor_graph_fb=anchor_g[1], graph_ratio_fwd=anchor_g[0] / ours_g[0],
+                       graph_ratio_fb=anchor_g[1] / ours_g[1],
                        seconds=time.time() - t0)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -205,13 +254,14 @@ def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
 def print_table(rows):
     hdr = (f"{'case':14s} {'impl':4s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | "
            f"{'f+b ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | {'peakGB':>6s} {'anchor':>6s}"
-           f" | {'rel err':>8s}")
+           f" | {'rel err':>8s} | graph x fwd f+b")
     print(hdr)
     for r in rows:
         print(f"{r['case']:14s} {r.get('impl', 'v2'):4s} {r['dtype']:8s} {r['ours_fwd']:7.3f} {r['anchor_fwd']:7.3f} "
               f"{r['ratio_fwd']:5.2f} {r['pct_floor_fwd']:4.0f} | {r['ours_fb']:7.3f} "
               f"{r['anchor_fb']:7.3f} {r['ratio_fb']:5.2f} {r['pct_floor_fb']:4.0f} | "
-              f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e}")
+              f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e} | "
+              f"{r.get('graph_ratio_fwd', float('nan')):5.2f} {r.get('graph_ratio_fb', float('nan')):5.2f}")
 
 
 def sweep():

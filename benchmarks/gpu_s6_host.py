@@ -135,7 +135,55 @@ def stages():
             g, None, u, dl, A, B4, C4, D, z, bias, None, carry, True, False, False, bcfg,
             save),
     }
-    return {k: _per_call_us(f) for k, f in res.items()}
+    leaves = dict(t)
+    for x in leaves.values():
+        x.requires_grad_(True)
+    args = [leaves[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+
+    def fb(fn):
+        def step():
+            for x in args:
+                x.grad = None
+            fn(*args, delta_softplus=True).backward(g)
+        return step
+
+    res["apply with grad (fwd only)"] = lambda: v3.selective_scan(*args, delta_softplus=True)
+    res["ours f+b"] = fb(v3.selective_scan)
+    res["trivial Function f+b"] = fb(_Trivial.run)
+    try:
+        import selective_scan_cuda
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+        res["mamba C++ fwd"] = lambda: selective_scan_cuda.fwd(u, dl, A, B4, C4, D, z, bias,
+                                                                 True)
+        res["mamba apply with grad (fwd only)"] = lambda: theirs(*args, delta_softplus=True)
+        res["mamba f+b"] = fb(theirs)
+    except ImportError:
+        pass
+    out = {}
+    for k, f in res.items():
+        try:
+            out[k] = _per_call_us(f)
+        except RuntimeError as err:  # report, keep timing the rest
+            print(f"stage {k}: {err}")
+    return out
+
+
+class _Trivial(torch.autograd.Function):
+    """The engine's floor: same inputs, one allocation forward, one per gradient back."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, bias):
+        ctx.save_for_backward(u, delta, A, B, C, D, z, bias)
+        return torch.empty_like(u)
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(torch.empty_like(x) for x in ctx.saved_tensors)
+
+    @staticmethod
+    def run(u, delta, A, B, C, D, z, bias, delta_softplus=True):
+        return _Trivial.apply(u, delta, A, B, C, D, z, bias)
 
 
 def main():
@@ -205,3 +253,106 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def backward_stages(n=1000):
+    """Host microseconds of backward alone (graph built once, retained) for ours, mamba and
+    the trivial Function, and the time spent inside our backward's Python per call."""
+    from ssmts.kernels import selective_scan_v3 as v3
+
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
+    for x in t.values():
+        x.requires_grad_(True)
+    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    g = torch.randn_like(t["u"])
+    sides = {"ours": v3.selective_scan, "trivial": _Trivial.run}
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+        sides["mamba"] = theirs
+    except ImportError:
+        pass
+    res = {}
+    inside = {"backward": 0.0, "_s6_bwd": 0.0}
+    orig_b, orig_s = v3.SelectiveScanFn.backward, v3._s6_bwd
+
+    def timed(name, f):
+        def w(*a, **k):
+            t0 = time.perf_counter()
+            r = f(*a, **k)
+            inside[name] += time.perf_counter() - t0
+            return r
+        return w
+
+    v3.SelectiveScanFn.backward = staticmethod(timed("backward", orig_b))
+    v3._s6_bwd = timed("_s6_bwd", orig_s)
+    try:
+        for side, fn in sides.items():
+            out = fn(*args, delta_softplus=True)
+
+            def step():
+                for x in args:
+                    x.grad = None
+                out.backward(g, retain_graph=True)
+
+            res[f"{side} backward (retained graph)"] = _per_call_us(step, n)
+            if side == "ours":
+                calls = 50 + 3 * n
+                for k in inside:
+                    res[f"ours inside {k}"] = inside[k] / calls * 1e6
+    finally:
+        v3.SelectiveScanFn.backward, v3._s6_bwd = orig_b, orig_s
+    return res
+
+
+def combined_stages(n=1000):
+    """Our forward+backward loop with timers inside: per call, microseconds in the forward,
+    the backward and its launcher, and how many launches took Triton's own path."""
+    import triton.runtime.jit as tjit
+
+    from ssmts.kernels import selective_scan_v3 as v3
+
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
+    for x in t.values():
+        x.requires_grad_(True)
+    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    g = torch.randn_like(t["u"])
+    acc = {"_forward": 0.0, "backward": 0.0, "_s6_bwd": 0.0, "step": 0.0}
+    count = {"triton_run": 0}
+    saved = (v3._forward, v3.SelectiveScanFn.backward, v3._s6_bwd, tjit.JITFunction.run)
+
+    def timed(name, f):
+        def w(*a, **k):
+            t0 = time.perf_counter()
+            r = f(*a, **k)
+            acc[name] += time.perf_counter() - t0
+            return r
+        return w
+
+    def counted(self, *a, **k):
+        count["triton_run"] += 1
+        return saved[3](self, *a, **k)
+
+    v3._forward = timed("_forward", saved[0])
+    v3.SelectiveScanFn.backward = staticmethod(timed("backward", saved[1]))
+    v3._s6_bwd = timed("_s6_bwd", saved[2])
+    tjit.JITFunction.run = counted
+    try:
+        for _ in range(20):
+            v3.selective_scan(*args, delta_softplus=True).backward(g)
+        torch.cuda.synchronize()
+        for k in acc:
+            acc[k] = 0.0
+        count["triton_run"] = 0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            for x in args:
+                x.grad = None
+            v3.selective_scan(*args, delta_softplus=True).backward(g)
+            acc["step"] += time.perf_counter() - t0
+        torch.cuda.synchronize()
+    finally:
+        v3._forward, v3.SelectiveScanFn.backward, v3._s6_bwd, tjit.JITFunction.run = saved
+    res = {f"in {k}": v / n * 1e6 for k, v in acc.items()}
+    res["triton-path launches per step"] = count["triton_run"] / n
+    return res

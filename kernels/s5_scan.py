@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 from ssmts.ssm._validate import gpu_value_checks, result_finite
+from ._launch import launch
 from ssmts.ssm.s5_ref import _complex_dtype, _project, check_s5_args, s5_scan_ref
 
 __all__ = ["s5_scan", "S5ScanFn", "CONFIG", "BWD_CONFIG"]
@@ -378,13 +379,13 @@ def _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method):
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
     cfg = _launch_cfg(P, CONFIG)
     grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
-    _s5_scan_fwd_kernel[grid](
+    launch(_s5_scan_fwd_kernel, grid, (
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
         torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),
         length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
-        METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
-        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], PREFETCH=cfg["PREFETCH"],
-        F64=Bu.dtype == torch.complex128, num_warps=cfg["num_warps"])
+        0 if method == "zoh" else 1, gaps is not None, h0 is not None, cfg["CHUNK"],
+        cfg["BLOCK_P"], cfg["PREFETCH"], Bu.dtype == torch.complex128), 6, 5,
+        cfg["num_warps"])
     return x
 
 
@@ -399,15 +400,14 @@ def _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, method):
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
     cfg = _launch_cfg(P, BWD_CONFIG)
     grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
-    _s5_scan_bwd_kernel[grid](
+    launch(_s5_scan_bwd_kernel, grid, (
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
         torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),
         torch.view_as_real(gx), torch.view_as_real(gbu), torch.view_as_real(glam), gdt,
         torch.view_as_real(gh0) if gh0 is not None else gdt,
         length, P, bu_r.stride(0), bu_r.stride(1), gaps.stride(0) if gaps is not None else 0,
-        METHOD=0 if method == "zoh" else 1, HAS_GAPS=gaps is not None, HAS_H0=h0 is not None,
-        CHUNK=cfg["CHUNK"], BLOCK_P=cfg["BLOCK_P"], F64=Bu.dtype == torch.complex128,
-        num_warps=cfg["num_warps"])
+        0 if method == "zoh" else 1, gaps is not None, h0 is not None, cfg["CHUNK"],
+        cfg["BLOCK_P"], Bu.dtype == torch.complex128), 11, 5, cfg["num_warps"])
     return glam.sum(0), gdt.sum(0), gbu, gh0
 
 
