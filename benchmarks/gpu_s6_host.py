@@ -27,7 +27,7 @@ import torch
 import triton
 
 sys.path.insert(0, "benchmarks")
-import gpu_s6  # noqa: E402
+import gpu_s6
 
 SHAPES = [("B1-L2K-N16", 1, 1024, 2048, 16), ("B1-L2K-N64", 1, 1024, 2048, 64),
           ("tiny", 1, 64, 64, 16)]
@@ -113,6 +113,7 @@ def _per_call_us(f, n=2000):
 def stages():
     """Host microseconds of the pieces of our call at the tiny shape (best of 3 loops)."""
     from ssmts.kernels import selective_scan_v3 as v3
+
     from ssmts.ssm.selective import check_selective_scan_args
 
     t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=3)
@@ -309,7 +310,6 @@ def combined_stages(n=1000):
     """Our forward+backward loop with timers inside: per call, microseconds in the forward,
     the backward and its launcher, and how many launches took Triton's own path."""
     import triton.runtime.jit as tjit
-
     from ssmts.kernels import selective_scan_v3 as v3
 
     t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)

@@ -64,6 +64,17 @@ def _raw_stream(dev: int) -> int:
     return get(dev) if get is not None else torch.cuda.current_stream(dev).cuda_stream
 
 
+def _key(fn, args: tuple, n_tensors: int, n_ints: int, num_warps: int, device: int) -> tuple:
+    """Equal for two calls exactly when Triton would pick the same compiled kernel."""
+    tensors, ints = args[:n_tensors], args[n_tensors:n_tensors + n_ints]
+    unaligned = 0
+    for i, t in enumerate(tensors):
+        if t.data_ptr() & 15:
+            unaligned |= 1 << i
+    return (fn, device, num_warps, unaligned, tuple([t.dtype for t in tensors]),
+            tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+
+
 def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps: int) -> None:
     """``fn[grid](*args, num_warps=num_warps)`` through a cached compiled kernel.
 
@@ -81,21 +92,15 @@ def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps:
     if not (_ENABLED[0] and args[0].is_cuda) or _hooks_set():
         fn[grid](*args, num_warps=num_warps)
         return
-    tensors, ints = args[:n_tensors], args[n_tensors:n_tensors + n_ints]
-    unaligned = 0
-    for i, t in enumerate(tensors):
-        if t.data_ptr() & 15:
-            unaligned |= 1 << i
-    key = (fn, torch.cuda.current_device(), num_warps, unaligned,
-           tuple([t.dtype for t in tensors]),
-           tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+    dev = torch.cuda.current_device()
+    key = _key(fn, args, n_tensors, n_ints, num_warps, dev)
     kernel = _CACHE.get(key)
     if kernel is None:  # Triton's own path: specialises, compiles if needed, launches
         _CACHE[key] = fn[grid](*args, num_warps=num_warps)
         return
     g = tuple(grid) + (1, 1)
     try:
-        kernel.run(g[0], g[1], g[2], _raw_stream(key[1]), kernel.function,
+        kernel.run(g[0], g[1], g[2], _raw_stream(dev), kernel.function,
                    kernel.packed_metadata, None, None, None, *args)
     except (TypeError, AttributeError, ValueError) as err:  # launcher convention changed
         _ENABLED[0] = False

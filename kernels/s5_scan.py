@@ -28,8 +28,9 @@ import triton
 import triton.language as tl
 
 from ssmts.ssm._validate import gpu_value_checks, result_finite
-from ._launch import launch
 from ssmts.ssm.s5_ref import _complex_dtype, _project, check_s5_args, s5_scan_ref
+
+from ._launch import launch
 
 __all__ = ["s5_scan", "S5ScanFn", "CONFIG", "BWD_CONFIG"]
 
