@@ -356,3 +356,63 @@ def combined_stages(n=1000):
     res = {f"in {k}": v / n * 1e6 for k, v in acc.items()}
     res["triton-path launches per step"] = count["triton_run"] / n
     return res
+
+
+def threading_effect(n=1000):
+    """Forward+backward host microseconds (tiny shape) of ours, mamba and the trivial
+    Function, with the autograd engine's device threads on (default) and off
+    (``torch.autograd.set_multithreading_enabled(False)``: backward on the calling thread)."""
+    from ssmts.kernels import selective_scan_v3 as v3
+
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
+    for x in t.values():
+        x.requires_grad_(True)
+    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    g = torch.randn_like(t["u"])
+    sides = {"ours": v3.selective_scan, "trivial": _Trivial.run}
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+        sides["mamba"] = theirs
+    except ImportError:
+        pass
+    res = {}
+    for threads in (True, False):
+        for side, fn in sides.items():
+            def step(fn=fn):
+                for x in args:
+                    x.grad = None
+                fn(*args, delta_softplus=True).backward(g)
+
+            with torch.autograd.set_multithreading_enabled(threads):
+                res[f"{side} f+b, engine threads {'on' if threads else 'off'}"] = \
+                    _per_call_us(step, n)
+    return res
+
+
+def profile_single_thread(n=500, top=30):
+    """cProfile of forward+backward steps (tiny shape) with the engine's device threads off,
+    so the backward's Python shows up in the same profile; ours and mamba."""
+    from ssmts.kernels import selective_scan_v3 as v3
+
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
+    for x in t.values():
+        x.requires_grad_(True)
+    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    g = torch.randn_like(t["u"])
+    sides = {"ours": v3.selective_scan}
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+        sides["mamba"] = theirs
+    except ImportError:
+        pass
+    with torch.autograd.set_multithreading_enabled(False):
+        for side, fn in sides.items():
+            def step(fn=fn):
+                for x in args:
+                    x.grad = None
+                fn(*args, delta_softplus=True).backward(g)
+
+            print(f"--- cProfile {side} forward+backward, engine threads off")
+            print(profile_text(step, n, top))

@@ -36,6 +36,17 @@ def _hook_active(hook) -> bool:
     return bool(calls) if calls is not None else True
 
 
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for host code (``triton.cdiv`` is a constexpr function in recent
+    Triton: microseconds a call from the host)."""
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (n >= 1), like ``triton.next_power_of_2``, host-side."""
+    return 1 << (n - 1).bit_length()
+
+
 def _runtime_knobs():
     try:
         from triton import knobs

@@ -30,7 +30,7 @@ import triton.language as tl
 from ssmts.ssm._validate import gpu_value_checks, result_finite
 from ssmts.ssm.s5_ref import _complex_dtype, _project, check_s5_args, s5_scan_ref
 
-from ._launch import launch
+from ._launch import ceil_div, launch, next_pow2
 
 __all__ = ["s5_scan", "S5ScanFn", "CONFIG", "BWD_CONFIG"]
 
@@ -369,7 +369,7 @@ def _s5_scan_bwd_kernel(lam_ptr, logdt_ptr, gaps_ptr, bu_ptr, h0_ptr, x_ptr, gx_
 
 def _launch_cfg(P: int, base: dict):
     cfg = dict(base)
-    cfg["BLOCK_P"] = min(cfg["BLOCK_P"], triton.next_power_of_2(P))
+    cfg["BLOCK_P"] = min(cfg["BLOCK_P"], next_pow2(P))
     return cfg
 
 
@@ -379,7 +379,7 @@ def _s5_scan_fwd(Lambda, log_dt, Bu, gaps, h0, method):
     x = torch.empty_like(Bu)
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
     cfg = _launch_cfg(P, CONFIG)
-    grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
+    grid = (batch, ceil_div(P, cfg["BLOCK_P"]))
     launch(_s5_scan_fwd_kernel, grid, (
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
         torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),
@@ -400,7 +400,7 @@ def _s5_scan_bwd(Lambda, log_dt, Bu, gaps, h0, x, gx, method):
     gh0 = torch.empty(batch, P, dtype=Bu.dtype, device=Bu.device) if h0 is not None else None
     bu_r = torch.view_as_real(Bu)  # (b, L, P, 2)
     cfg = _launch_cfg(P, BWD_CONFIG)
-    grid = (batch, triton.cdiv(P, cfg["BLOCK_P"]))
+    grid = (batch, ceil_div(P, cfg["BLOCK_P"]))
     launch(_s5_scan_bwd_kernel, grid, (
         torch.view_as_real(Lambda), log_dt, gaps if gaps is not None else log_dt, bu_r,
         torch.view_as_real(h0) if h0 is not None else bu_r, torch.view_as_real(x),

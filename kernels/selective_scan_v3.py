@@ -28,9 +28,8 @@ import functools
 import os
 
 import torch
-import triton
 
-from ._launch import launch
+from ._launch import ceil_div, launch, next_pow2
 from ._s6v3_jit import _s6v3_bwd_kernel, _s6v3_fwd_kernel
 from .selective_scan import run_checked
 
@@ -75,7 +74,7 @@ def _configs_for(batch, dim, d_per_group, length, esize, env_fwd, env_bwd):
         if ch >= 16 * 132:
             fwd, bwd = (2 if ch >= 2 * 16 * 132 else 1, 512, 2), (1, 128, 1)
         else:
-            fwd = (1, min(1024, max(128, triton.next_power_of_2(length))), 4)
+            fwd = (1, min(1024, max(128, next_pow2(length))), 4)
             bwd = (1, 256, 2)
     fwd = _env_cfg(env_fwd) or fwd
     bwd = _env_cfg(env_bwd) or bwd
@@ -102,19 +101,19 @@ def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int) -
 
 def _s6_fwd(u, delta, A, B4, C4, Dsk, z, bias, gaps, softplus, cfg, save):
     """Launcher: u, delta, z contiguous (batch, D, L); B4, C4 contiguous (batch, G, N, L).
-    Returns the output and the state every ``save`` steps, (batch, D, cdiv(L, save) + 1, N)
+    Returns the output and the state every ``save`` steps, (batch, D, ceil(L / save) + 1, N)
     fp32 (slot k: after k * save steps; the last slot is the final state)."""
     batch, dim, length = u.shape
     groups, nstate = B4.shape[1], B4.shape[2]
     bd, bl, nw, spt = cfg
-    n_save = triton.cdiv(length, save)
+    n_save = ceil_div(length, save)
     out = torch.empty_like(u)
     carry = torch.empty(batch, dim, n_save + 1, nstate, device=u.device, dtype=torch.float32)
     launch(_s6v3_fwd_kernel, (batch, dim // bd), (
         u, delta, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, out, carry,
-        dim, length, nstate, dim // groups, groups, triton.cdiv(length, bl), n_save,
-        triton.next_power_of_2(nstate), bd, bl, spt, save, Dsk is not None, z is not None,
+        dim, length, nstate, dim // groups, groups, ceil_div(length, bl), n_save,
+        next_pow2(nstate), bd, bl, spt, save, Dsk is not None, z is not None,
         bias is not None, softplus, gaps is not None), 11, 7, nw)
     return out, carry
 
@@ -137,18 +136,18 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     # partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L), dgaps rows (rows, L)
     sizes = (batch * dim * nstate, 2 * batch * dim * nstate, rows * nstate * length,
              rows * nstate * length, rows * length if gaps_grad else 0)
-    dA_p, kc, dB, dC, dg = torch.zeros(sum(sizes), device=dev, dtype=f32).split(sizes)
+    dA_p, kc, dB, dC, dg = torch.zeros(sum(sizes), device=dev, dtype=f32).split_with_sizes(sizes)
     dA_p, kc = dA_p.view(batch, dim, nstate), kc.view(2, batch, dim, nstate)
     dB, dC = dB.view(rows, nstate, length), dC.view(rows, nstate, length)
     dg = dg.view(rows, length) if gaps_grad else dB
     if glast is not None:
-        kc[triton.cdiv(length, bl) % 2] = glast
+        kc[ceil_div(length, bl) % 2] = glast
     launch(_s6v3_bwd_kernel, (batch, progs), (
         u, dt, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, carry, gout, kc,
         du, ddt, dz, dA_p, dD_p, db_p, dB, dC, dg,
         batch, dim, length, nstate, dpg, groups, carry.shape[2] - 1, n_sub,
-        triton.next_power_of_2(nstate), bd, bl, spt, bl // save, Dsk is not None,
+        next_pow2(nstate), bd, bl, spt, bl // save, Dsk is not None,
         z is not None, bias is not None, softplus, gaps is not None, gaps_grad,
         deterministic), 21, 8, nw)
     dgaps = None
@@ -163,11 +162,16 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
         dC = dC.reshape(batch, groups, nstate, length)
         if gaps_grad:
             dgaps = dg.reshape(batch, groups, length).sum(1)
-    bsum = (lambda t: t[0]) if batch == 1 else (lambda t: t.sum(0))  # noqa: E731  (no launch at b=1)
-    return (du, ddt, bsum(dA_p).to(A.dtype), dB, dC,
-            None if Dsk is None else bsum(dD_p).to(Dsk.dtype), None if z is None else dz,
-            None if bias is None else bsum(db_p).to(bias.dtype),
-            None if dgaps is None else dgaps.to(gaps.dtype))
+    dA = dA_p[0] if batch == 1 else dA_p.sum(0)  # no launch at batch 1
+    dD = None if Dsk is None else (dD_p[0] if batch == 1 else dD_p.sum(0))
+    dbias = None if bias is None else (db_p[0] if batch == 1 else db_p.sum(0))
+    return (du, ddt, _cast(dA, A.dtype), dB, dC, None if dD is None else _cast(dD, Dsk.dtype),
+            None if z is None else dz, None if dbias is None else _cast(dbias, bias.dtype),
+            None if dgaps is None else _cast(dgaps, gaps.dtype))
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _as_bc4(t: torch.Tensor) -> torch.Tensor:
@@ -214,9 +218,8 @@ class SelectiveScanFn(torch.autograd.Function):
         du, ddt, dA, dB, dC, dD, dz, dbias, dgaps = grads
         if bc_ndim == 3:
             dB, dC = dB[:, 0], dC[:, 0]
-        return (du, ddt, dA, dB if dB.dtype == b_dtype else dB.to(b_dtype),
-                dC if dC.dtype == c_dtype else dC.to(c_dtype), dD, dz, dbias, None, None, dgaps,
-                None)
+        return (du, ddt, dA, _cast(dB, b_dtype), _cast(dC, c_dtype), dD, dz, dbias, None, None,
+                dgaps, None)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

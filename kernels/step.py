@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ssmts.ssm.step import check_s5_step_args, check_state_update_args
+from ._launch import ceil_div, next_pow2
 from .s5_scan import _cdiv, _discretize
 
 __all__ = ["selective_state_update", "s5_step", "STEP_CONFIG"]
@@ -92,12 +93,12 @@ def _ssu_launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, gap, ngroups)
     Bg = B if ngroups else B[:, None, :]  # (batch, G, dstate)
     Cg = C if ngroups else C[:, None, :]  # (batch, G, dstate)
     group_size = dim // max(ngroups, 1)
-    BLOCK_N = triton.next_power_of_2(dstate)
+    BLOCK_N = next_pow2(dstate)
     # H100 sweep at N=16: few streams want many small blocks, many streams big ones
     BLOCK_D = max(1, (8 if batch < 64 else 128) * 16 // BLOCK_N)
-    BLOCK_D = min(STEP_CONFIG.get("BLOCK_D") or BLOCK_D, triton.next_power_of_2(dim))
+    BLOCK_D = min(STEP_CONFIG.get("BLOCK_D") or BLOCK_D, next_pow2(dim))
     warps = STEP_CONFIG.get("num_warps") or (1 if batch < 64 else 4)
-    grid = (triton.cdiv(dim, BLOCK_D), batch)
+    grid = (ceil_div(dim, BLOCK_D), batch)
     dummy = x
     _ssu_kernel[grid](
         state, x, dt, A, Bg, Cg, D if D is not None else dummy, z if z is not None else dummy,
@@ -170,8 +171,8 @@ def _s5_step_kernel(state_ptr, bu_ptr, lam_ptr, logdt_ptr, gap_ptr, P,
 def _s5_step_launch(state, Bu_t, Lambda, log_dt, gap, method):
     """Launch on contiguous inputs of one precision; updates ``state`` (batch, P) in place."""
     batch, P = state.shape
-    BLOCK_P = min(1024, triton.next_power_of_2(P))
-    grid = (batch, triton.cdiv(P, BLOCK_P))
+    BLOCK_P = min(1024, next_pow2(P))
+    grid = (batch, ceil_div(P, BLOCK_P))
     lam = torch.view_as_real(Lambda)  # (P, 2)
     _s5_step_kernel[grid](
         torch.view_as_real(state), torch.view_as_real(Bu_t), lam, log_dt,
