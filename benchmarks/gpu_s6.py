@@ -322,6 +322,37 @@ def sweep_v3():
     return res
 
 
+B1_GRAPH_CASES = [("B1-L2K-N16", 1, 1024, 2048, 16), ("B1-L2K-N64", 1, 1024, 2048, 64),
+                  ("B1-L8K-N16", 1, 1024, 8192, 16), ("B1-L8K-N64", 1, 1024, 8192, 64)]
+B1_BWD = ["1,128,1", "1,256,2", "1,256,4", "1,512,2", "1,512,4", "1,1024,4", "1,1024,8",
+          "2,256,2", "2,512,4"]
+
+
+def sweep_b1_graphs():
+    """Backward configs at the B=1 shapes, timed as CUDA-graph replays (device time: the
+    wall clock there is host-bound); forward+backward ms, and the mamba anchor."""
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_fn
+
+    res = []
+    for name, batch, dim, length, n in B1_GRAPH_CASES:
+        t = make_inputs(batch, dim, length, n, torch.bfloat16, seed=99)
+        grads = torch.randn_like(t["u"])
+        res.append(dict(case=name, cfg="mamba", fb=_bench_graphs(mamba_fn, t, grads)[1]))
+        print("sweep_b1", res[-1], flush=True)
+        for cfg in B1_BWD:
+            os.environ["SSMTS_S6V3_BWD"] = cfg
+            try:
+                fb = _bench_graphs(selective_scan_v3, t, grads)[1]
+            except Exception as exc:  # a config that does not compile or fit
+                fb = float("nan")
+                print("sweep_b1", cfg, "failed:", str(exc)[:200])
+            os.environ.pop("SSMTS_S6V3_BWD")
+            res.append(dict(case=name, cfg=cfg, fb=fb))
+            print("sweep_b1", res[-1], flush=True)
+        del t, grads
+    return res
+
+
 def _arg(flag, default):
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
 
@@ -341,6 +372,11 @@ def diag():
 if __name__ == "__main__":
     if "--diag" in sys.argv:
         diag()
+        sys.exit(0)
+    if "--sweep-b1" in sys.argv:
+        rows = sweep_b1_graphs()
+        with open(os.path.join(os.environ.get("OUT", "."), "s6_b1_sweep.json"), "w") as f:
+            json.dump(rows, f, indent=1)
         sys.exit(0)
     impl = _arg("--impl", "both")
     impls = ("v2", "v3") if impl == "both" else (impl,)  # or "dispatch": the dispatcher's pick

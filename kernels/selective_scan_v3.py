@@ -51,16 +51,16 @@ def _fit_bd(d_per_group: int, target: int) -> int:
     return bd
 
 
-def _configs(batch: int, dim: int, d_per_group: int, length: int, esize: int):
+def _configs(batch: int, dim: int, d_per_group: int, length: int, esize: int, nstate: int = 16):
     """((BD, BL, warps, SPT) forward, (BD, BL, warps, SPT) backward, SAVE): the forward
     saves the state every SAVE = min(BL_fwd, BL_bwd) steps, where backward chunks start.
     ``esize``: bytes per element of u. Env ``SSMTS_S6V3_FWD`` / ``_BWD`` override."""
-    return _configs_for(batch, dim, d_per_group, length, esize,
+    return _configs_for(batch, dim, d_per_group, length, esize, nstate,
                         os.environ.get("SSMTS_S6V3_FWD"), os.environ.get("SSMTS_S6V3_BWD"))
 
 
 @functools.lru_cache(maxsize=512)
-def _configs_for(batch, dim, d_per_group, length, esize, env_fwd, env_bwd):
+def _configs_for(batch, dim, d_per_group, length, esize, nstate, env_fwd, env_bwd):
     if _INTERPRET:  # forward chunk 16, backward 8: two saves per forward chunk
         fwd, bwd = (2, 16, 1), (2, 8, 1)
     else:
@@ -69,13 +69,15 @@ def _configs_for(batch, dim, d_per_group, length, esize, env_fwd, env_bwd):
         # else 4 warps along a chunk. One 16-byte vector per thread.
         # H100 sweep (NOTES_s6.md, v3.1): many channels -> forward (2, 512, 2 warps) and
         # backward (1, 128, 1 warp); few channels (B=1 rows) -> forward (1, 1024, 4) and
-        # backward (1, 256, 2)
+        # backward (1, 256, 2), or (1, 512, 4) for short sequences at N <= 16 (graph-replay
+        # sweep at B=1, s6_b1_sweep.json: 0.262 vs 0.287 ms at L=2K N=16, 3-6% slower
+        # at L=2K N=64 and L=8K)
         ch = batch * dim
         if ch >= 16 * 132:
             fwd, bwd = (2 if ch >= 2 * 16 * 132 else 1, 512, 2), (1, 128, 1)
         else:
             fwd = (1, min(1024, max(128, next_pow2(length))), 4)
-            bwd = (1, 256, 2)
+            bwd = (1, 512, 4) if length <= 2048 and nstate <= 16 else (1, 256, 2)
     fwd = _env_cfg(env_fwd) or fwd
     bwd = _env_cfg(env_bwd) or bwd
     if fwd[1] & (fwd[1] - 1) or bwd[1] & (bwd[1] - 1):
@@ -187,7 +189,8 @@ def _forward(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps):
     gaps_c = None if gaps is None else gaps.contiguous()
     B4, C4 = _as_bc4(B), _as_bc4(C)
     batch, dim, length = u.shape
-    fwd_cfg, bwd_cfg, save = _configs(batch, dim, dim // B4.shape[1], length, u_c.element_size())
+    fwd_cfg, bwd_cfg, save = _configs(batch, dim, dim // B4.shape[1], length, u_c.element_size(),
+                                      B4.shape[2])
     out, carry = _s6_fwd(u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, softplus, fwd_cfg, save)
     last = carry[:, :, -1].clone() if return_last else None
     return out, last, (u_c, dt_c, A_c, B4, C4, Dsk, z_c, bias, gaps_c, carry), bwd_cfg, save
