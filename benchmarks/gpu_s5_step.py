@@ -26,6 +26,7 @@ import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
 from _checkout import ensure_ssmts_kernels  # noqa: E402
+from _graphs import graph_replay_ms  # noqa: E402
 
 ensure_ssmts_kernels()
 
@@ -186,16 +187,7 @@ def check_and_time_s5(cases, bw=None, sweep=True):
 
 def _graph_us(fn):
     """Median microseconds of replaying a CUDA graph that holds one call of ``fn``."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return 1e3 * do_bench(g.replay, return_mode="median")
+    return 1e3 * graph_replay_ms(fn)
 
 
 def _step_inputs(batch, dim, N, seed=1):

@@ -31,6 +31,7 @@ import torch
 import triton.testing
 
 from _checkout import ensure_ssmts_kernels  # noqa: E402
+from _graphs import graph_replay_ms  # noqa: E402
 
 ensure_ssmts_kernels()
 
@@ -112,21 +113,10 @@ def check_case(batch, dim, length, n, dtype, impls, seed=1234):
 
 
 def _graph_ms(step):
-    """Median ms of replaying a CUDA graph holding one ``step`` (launch gaps removed: the
-    device time of the call), NaN if the step cannot be captured."""
+    """Median ms of CUDA-graph replays of ``step`` (its device time), NaN if the step
+    cannot be captured."""
     try:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            step()
-        ms = triton.testing.do_bench(g.replay, warmup=25, rep=100, return_mode="median")
-        del g
-        return ms
+        return graph_replay_ms(step)
     except RuntimeError as err:
         print("graph capture failed:", err)
         return float("nan")

@@ -218,7 +218,7 @@ def main():
                 row["host_fwd_us"] = min(host_us(fwd) for _ in range(3))
                 for x in leaves:
                     x.requires_grad_(True)
-                row["host_fwd_grad_us"] = min(host_us(lambda: gpu_s6._call(fn, t))
+                row["host_fwd_grad_us"] = min(host_us(lambda fn=fn, t=t: gpu_s6._call(fn, t))
                                               for _ in range(3))
                 row["host_fb_us"] = min(host_us(fb) for _ in range(3))
                 aten, kern = launches(fb)
@@ -252,27 +252,14 @@ def main():
             json.dump(rows, f, indent=1)
 
 
-if __name__ == "__main__":
-    main()
-
 
 def backward_stages(n=1000):
     """Host microseconds of backward alone (graph built once, retained) for ours, mamba and
     the trivial Function, and the time spent inside our backward's Python per call."""
     from ssmts.kernels import selective_scan_v3 as v3
 
-    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
-    for x in t.values():
-        x.requires_grad_(True)
-    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    g = torch.randn_like(t["u"])
-    sides = {"ours": v3.selective_scan, "trivial": _Trivial.run}
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
-
-        sides["mamba"] = theirs
-    except ImportError:
-        pass
+    args, g = _tiny_grad_inputs()
+    sides = _sides(v3.selective_scan)
     res = {}
     inside = {"backward": 0.0, "_s6_bwd": 0.0}
     orig_b, orig_s = v3.SelectiveScanFn.backward, v3._s6_bwd
@@ -291,7 +278,7 @@ def backward_stages(n=1000):
         for side, fn in sides.items():
             out = fn(*args, delta_softplus=True)
 
-            def step():
+            def step(out=out):
                 for x in args:
                     x.grad = None
                 out.backward(g, retain_graph=True)
@@ -312,11 +299,7 @@ def combined_stages(n=1000):
     import triton.runtime.jit as tjit
     from ssmts.kernels import selective_scan_v3 as v3
 
-    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
-    for x in t.values():
-        x.requires_grad_(True)
-    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    g = torch.randn_like(t["u"])
+    args, g = _tiny_grad_inputs()
     acc = {"_forward": 0.0, "backward": 0.0, "_s6_bwd": 0.0, "step": 0.0}
     count = {"triton_run": 0}
     saved = (v3._forward, v3.SelectiveScanFn.backward, v3._s6_bwd, tjit.JITFunction.run)
@@ -364,18 +347,8 @@ def threading_effect(n=1000):
     (``torch.autograd.set_multithreading_enabled(False)``: backward on the calling thread)."""
     from ssmts.kernels import selective_scan_v3 as v3
 
-    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
-    for x in t.values():
-        x.requires_grad_(True)
-    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    g = torch.randn_like(t["u"])
-    sides = {"ours": v3.selective_scan, "trivial": _Trivial.run}
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
-
-        sides["mamba"] = theirs
-    except ImportError:
-        pass
+    args, g = _tiny_grad_inputs()
+    sides = _sides(v3.selective_scan)
     res = {}
     for threads in (True, False):
         for side, fn in sides.items():
@@ -395,18 +368,8 @@ def profile_single_thread(n=500, top=30):
     so the backward's Python shows up in the same profile; ours and mamba."""
     from ssmts.kernels import selective_scan_v3 as v3
 
-    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=4)
-    for x in t.values():
-        x.requires_grad_(True)
-    args = [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    g = torch.randn_like(t["u"])
-    sides = {"ours": v3.selective_scan}
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
-
-        sides["mamba"] = theirs
-    except ImportError:
-        pass
+    args, g = _tiny_grad_inputs()
+    sides = _sides(v3.selective_scan, trivial=False)
     with torch.autograd.set_multithreading_enabled(False):
         for side, fn in sides.items():
             def step(fn=fn):
@@ -416,3 +379,30 @@ def profile_single_thread(n=500, top=30):
 
             print(f"--- cProfile {side} forward+backward, engine threads off")
             print(profile_text(step, n, top))
+
+
+def _tiny_grad_inputs(seed=4):
+    """The tiny shape's inputs as leaves that require grad, and an upstream gradient."""
+    t = gpu_s6.make_inputs(1, 64, 64, 16, torch.bfloat16, seed=seed)
+    for x in t.values():
+        x.requires_grad_(True)
+    return [t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")], \
+        torch.randn_like(t["u"])
+
+
+def _sides(ours, trivial=True):
+    """{name: selective scan}: ours, the trivial Function, mamba_ssm's if importable."""
+    sides = {"ours": ours}
+    if trivial:
+        sides["trivial"] = _Trivial.run
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as theirs
+
+        sides["mamba"] = theirs
+    except ImportError:
+        pass
+    return sides
+
+
+if __name__ == "__main__":
+    main()

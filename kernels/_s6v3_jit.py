@@ -4,6 +4,8 @@ launch configs and the algorithm's description are in :mod:`.selective_scan_v3`.
 import triton
 import triton.language as tl
 
+from ._s6v2_jit import _softplus
+
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
@@ -20,15 +22,6 @@ def _adj_combine(f_l, p_l, v_l, f_e, p_e, v_e):
     f = a_t its first decay, p the product of its other decays."""
     t = p_e * f_l
     return f_e, t * p_l, v_e + t * v_l
-
-
-@triton.jit
-def _softplus(x):
-    """log(1 + e^x), accurate for large negative x (log1p by Goldberg's trick)."""
-    t = tl.exp(-tl.abs(x))
-    w = 1.0 + t
-    lp = tl.where(w == 1.0, t, tl.log(w) * (t / (w - 1.0)))
-    return tl.maximum(x, 0.0) + lp
 
 
 @triton.jit

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ssmts.ssm.step import check_s5_step_args, check_state_update_args
+
 from ._launch import ceil_div, next_pow2
 from .s5_scan import _cdiv, _discretize
 
