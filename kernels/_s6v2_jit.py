@@ -37,9 +37,18 @@ def _softplus(x):
 
 
 @triton.jit
+def _load_gap(gap_ptrs, ml, HAS_GAPS: tl.constexpr):
+    """Time gaps of a run of steps, fp32; 1 where there are none, 0 off the end."""
+    gap = tl.full(ml.shape, 1.0, tl.float32)
+    if HAS_GAPS:
+        gap = tl.load(gap_ptrs, mask=ml, other=0.0).to(tl.float32)
+    return gap
+
+
+@triton.jit
 def _load_dt(dt_ptrs, m2, bias, gap, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              HAS_GAPS: tl.constexpr):
-    """(raw, softplus(raw), final step) tiles (BLOCK_D, TL) fp32; the step is 0 off the end."""
+    """(raw, softplus(raw), final step) tiles (channels, steps) fp32; the step is 0 off the end."""
     raw = tl.load(dt_ptrs, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
         raw = raw + bias[:, None]
@@ -104,9 +113,7 @@ def _s6_fwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
         if HAS_Z:
             z_n = tl.load(z_ptr + row + lo + TL, mask=m2n, other=0.0)
         pf = _touch(bc_b, start + TL, l_pad, 2 * NP, TL)
-        gap = tl.full((TL,), 1.0, tl.float32)
-        if HAS_GAPS:
-            gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml, other=0.0).to(tl.float32)
+        gap = _load_gap(gaps_ptr + pid_b * length + l_idx, ml, HAS_GAPS)
         u = u_c.to(tl.float32)
         raw = r_c.to(tl.float32)
         if HAS_BIAS:
@@ -198,10 +205,7 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
                 ml = l_idx < length
                 m2 = ml[None, :] & (offs_d[:, None] < dim)
                 lo = l_idx[None, :]
-                gap = tl.full((TL,), 1.0, tl.float32)
-                if HAS_GAPS:
-                    gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml,
-                                  other=0.0).to(tl.float32)
+                gap = _load_gap(gaps_ptr + pid_b * length + l_idx, ml, HAS_GAPS)
                 u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
                 _raw, _sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
                                          HAS_GAPS)
@@ -221,10 +225,7 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
                 ml = l_idx < length
                 m2 = ml[None, :] & (offs_d[:, None] < dim)
                 lo = l_idx[None, :]
-                gap = tl.full((TL,), 1.0, tl.float32)
-                if HAS_GAPS:
-                    gap = tl.load(gaps_ptr + pid_b * length + l_idx, mask=ml,
-                                  other=0.0).to(tl.float32)
+                gap = _load_gap(gaps_ptr + pid_b * length + l_idx, ml, HAS_GAPS)
                 u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
                 raw, sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
                                        HAS_GAPS)

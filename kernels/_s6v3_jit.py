@@ -4,7 +4,7 @@ launch configs and the algorithm's description are in :mod:`.selective_scan_v3`.
 import triton
 import triton.language as tl
 
-from ._s6v2_jit import _softplus
+from ._s6v2_jit import _load_dt, _load_gap
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -40,18 +40,9 @@ def _chan_params(bias_ptr, Dsk_ptr, offs_d, HAS_BIAS: tl.constexpr, HAS_D: tl.co
 def _chunk_steps(dt_ptrs, m2, ml, bias, gaps_ptr, gap_off, HAS_BIAS: tl.constexpr,
                  SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr):
     """(raw, softplus(raw), gap, dt) of one chunk, (BLOCK_D, BLOCK_L) fp32; dt is 0 off the end."""
-    raw = tl.load(dt_ptrs, mask=m2, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        raw = raw + bias[:, None]
-    sp = raw
-    if SOFTPLUS:
-        sp = _softplus(raw)
-    dt = sp
-    gap = tl.full(ml.shape, 1.0, tl.float32)
-    if HAS_GAPS:
-        gap = tl.load(gaps_ptr + gap_off, mask=ml, other=0.0).to(tl.float32)
-        dt = sp * gap[None, :]
-    return raw, sp, gap, tl.where(m2, dt, 0.0)
+    gap = _load_gap(gaps_ptr + gap_off, ml, HAS_GAPS)
+    raw, sp, dt = _load_dt(dt_ptrs, m2, bias, gap, HAS_BIAS, SOFTPLUS, HAS_GAPS)
+    return raw, sp, gap, dt
 
 
 # A chunk is NT = BLOCK_L / SPT thread segments; (BD, BL) tiles reshape to (BD, NT, SPT)
