@@ -13,12 +13,14 @@ All methods run with the same ``torch.set_num_threads`` (``--threads``; default:
 all cores). Each round runs every method twice back to back: the first call's medians are
 the headline (the inputs were pushed out of cache by the other methods), the second
 call's are printed beside them (inputs cached, as when the op that made them just ran).
-Medians are reported; the machine may be shared, so run it more than once.
+Medians are reported; the machine may be shared, so run it more than once. The garbage
+collector is off inside each timed call (``timeit``'s convention) and runs between rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -56,9 +58,15 @@ def run_forward_backward(fn, a, b, grad):
 
 
 def timed(step, fn, *args):
-    t0 = time.perf_counter()
-    out = step(fn, *args)
-    return time.perf_counter() - t0, out
+    """Seconds for one call, the garbage collector off as in ``timeit`` (the sequential loop
+    makes thousands of tensors; a collection landing in one of its calls cost it 3x)."""
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        out = step(fn, *args)
+        return time.perf_counter() - t0, out
+    finally:
+        gc.enable()
 
 
 def max_rel_err(x, ref):
@@ -73,6 +81,7 @@ def benchmark(args) -> dict:
     for m, fn in METHODS.items():  # warm-up, and the results compared below
         results[m] = (run_forward(fn, a, b, grad)[0], run_forward_backward(fn, a, b, grad)[1])
     for r in range(args.repeats):  # interleaved, so load changes hit every method alike
+        gc.collect()  # between rounds, never right before a timed call
         for m, fn in METHODS.items():
             if m != "chunked" and r >= args.slow_repeats:
                 continue

@@ -7,7 +7,8 @@ cache on what Triton specialises on (per tensor: dtype and 16-byte alignment; pe
 integer: divisibility by 16, equality to 1 and 32-bit range (sizes and counts, never
 negative); constexpr values, the warp count and the device), launches through Triton's
 own path on a miss, keeps the compiled kernel it returns, and on a hit calls that
-kernel's launcher directly.
+kernel's launcher directly, with the tensors' device pointers as ints (the launcher would
+otherwise call ``data_ptr()`` and ask the driver about each pointer: ~1 us a tensor).
 
 The fast path is used only on CUDA, outside the interpreter, without Triton launch hooks,
 and unless ``SSMTS_FAST_LAUNCH=0``; if the launcher ever rejects the call (a Triton
@@ -75,15 +76,18 @@ def _raw_stream(dev: int) -> int:
     return get(dev) if get is not None else torch.cuda.current_stream(dev).cuda_stream
 
 
-def _key(fn, args: tuple, n_tensors: int, n_ints: int, num_warps: int, device: int) -> tuple:
-    """Equal for two calls exactly when Triton would pick the same compiled kernel."""
+def _key(fn, args: tuple, n_tensors: int, n_ints: int, num_warps: int, device: int):
+    """(key, device pointers): keys are equal for two calls exactly when Triton would pick
+    the same compiled kernel; the pointers are what the launcher is then given."""
     tensors, ints = args[:n_tensors], args[n_tensors:n_tensors + n_ints]
+    ptrs = [t.data_ptr() for t in tensors]
     unaligned = 0
-    for i, t in enumerate(tensors):
-        if t.data_ptr() & 15:
+    for i, p in enumerate(ptrs):
+        if p & 15:
             unaligned |= 1 << i
-    return (fn, device, num_warps, unaligned, tuple([t.dtype for t in tensors]),
-            tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+    key = (fn, device, num_warps, unaligned, tuple([t.dtype for t in tensors]),
+           tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+    return key, ptrs
 
 
 def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps: int) -> None:
@@ -104,15 +108,17 @@ def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps:
         fn[grid](*args, num_warps=num_warps)
         return
     dev = torch.cuda.current_device()
-    key = _key(fn, args, n_tensors, n_ints, num_warps, dev)
+    key, ptrs = _key(fn, args, n_tensors, n_ints, num_warps, dev)
     kernel = _CACHE.get(key)
     if kernel is None:  # Triton's own path: specialises, compiles if needed, launches
         _CACHE[key] = fn[grid](*args, num_warps=num_warps)
         return
     g = tuple(grid) + (1, 1)
     try:
+        # pointers as ints: the launcher takes them as they are, where for a tensor it
+        # would call data_ptr() and query the driver about the pointer (per tensor)
         kernel.run(g[0], g[1], g[2], _raw_stream(dev), kernel.function,
-                   kernel.packed_metadata, None, None, None, *args)
+                   kernel.packed_metadata, None, None, None, *ptrs, *args[n_tensors:])
     except (TypeError, AttributeError, ValueError) as err:  # launcher convention changed
         _ENABLED[0] = False
         warnings.warn(f"ssmts.kernels: direct Triton launch unavailable ({err}); using "
