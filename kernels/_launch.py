@@ -86,8 +86,19 @@ def _key(fn, args: tuple, n_tensors: int, n_ints: int, num_warps: int, device: i
         if p & 15:
             unaligned |= 1 << i
     key = (fn, device, num_warps, unaligned, tuple([t.dtype for t in tensors]),
-           tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints]), args[n_tensors + n_ints:])
+           _int_flags(ints), args[n_tensors + n_ints:])
     return key, ptrs
+
+
+def _int_flags(ints) -> tuple:
+    return tuple([(v & 15 == 0, v == 1, v < _I32) for v in ints])
+
+
+def cached(fn, num_warps: int, dtypes: tuple, ints: tuple, consts: tuple):
+    """The compiled kernel a launch with these arguments would use, all pointers 16-byte
+    aligned, if one has been compiled and kept; else None."""
+    return _CACHE.get((fn, torch.cuda.current_device(), num_warps, 0, dtypes, _int_flags(ints),
+                       consts))
 
 
 def launch(fn, grid: tuple, args: tuple, n_tensors: int, n_ints: int, num_warps: int) -> None:

@@ -29,7 +29,9 @@ import os
 
 import torch
 
-from ._launch import ceil_div, launch, next_pow2
+from . import _host
+from ._launch import _hooks_set as _launch_hooks_set
+from ._launch import cached, ceil_div, launch, next_pow2
 from ._s6v3_jit import _s6v3_bwd_kernel, _s6v3_fwd_kernel
 from .selective_scan import run_checked
 
@@ -101,22 +103,37 @@ def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int) -
     return best
 
 
+def _fwd_scalars(batch, dim, length, groups, nstate, cfg, save, has_d, has_z, has_bias,
+                 softplus, has_gaps):
+    """The forward kernel's integer and constexpr arguments (after its 11 tensors)."""
+    bd, bl, _, spt = cfg
+    ints = (dim, length, nstate, dim // groups, groups, ceil_div(length, bl), ceil_div(length, save))
+    return ints, (next_pow2(nstate), bd, bl, spt, save, has_d, has_z, has_bias, softplus, has_gaps)
+
+
+def _bwd_scalars(batch, dim, length, groups, nstate, cfg, save, n_sub, has_d, has_z, has_bias,
+                 softplus, has_gaps, gaps_grad, deterministic):
+    """The backward kernel's integer and constexpr arguments (after its 21 tensors)."""
+    bd, bl, _, spt = cfg
+    ints = (batch, dim, length, nstate, dim // groups, groups, ceil_div(length, save), n_sub)
+    return ints, (next_pow2(nstate), bd, bl, spt, bl // save, has_d, has_z, has_bias, softplus,
+                  has_gaps, gaps_grad, deterministic)
+
+
 def _s6_fwd(u, delta, A, B4, C4, Dsk, z, bias, gaps, softplus, cfg, save):
     """Launcher: u, delta, z contiguous (batch, D, L); B4, C4 contiguous (batch, G, N, L).
     Returns the output and the state every ``save`` steps, (batch, D, ceil(L / save) + 1, N)
     fp32 (slot k: after k * save steps; the last slot is the final state)."""
     batch, dim, length = u.shape
     groups, nstate = B4.shape[1], B4.shape[2]
-    bd, bl, nw, spt = cfg
-    n_save = ceil_div(length, save)
+    ints, consts = _fwd_scalars(batch, dim, length, groups, nstate, cfg, save, Dsk is not None,
+                                z is not None, bias is not None, softplus, gaps is not None)
     out = torch.empty_like(u)
-    carry = torch.empty(batch, dim, n_save + 1, nstate, device=u.device, dtype=torch.float32)
-    launch(_s6v3_fwd_kernel, (batch, dim // bd), (
+    carry = torch.empty(batch, dim, ints[-1] + 1, nstate, device=u.device, dtype=torch.float32)
+    launch(_s6v3_fwd_kernel, (batch, dim // cfg[0]), (
         u, delta, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
-        u if bias is None else bias, u if gaps is None else gaps, out, carry,
-        dim, length, nstate, dim // groups, groups, ceil_div(length, bl), n_save,
-        next_pow2(nstate), bd, bl, spt, save, Dsk is not None, z is not None,
-        bias is not None, softplus, gaps is not None), 11, 7, nw)
+        u if bias is None else bias, u if gaps is None else gaps, out, carry) + ints + consts,
+        11, 7, cfg[2])
     return out, carry
 
 
@@ -127,7 +144,7 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     groups, nstate = B4.shape[1], B4.shape[2]
     dpg = dim // groups
     dev, f32 = u.device, torch.float32
-    bd, bl, nw, spt = cfg
+    bd, bl, nw, _ = cfg
     du, ddt = torch.empty_like(u), torch.empty_like(dt)
     dz = torch.empty_like(z) if z is not None else du
     dD_p, db_p = torch.empty(2, batch, dim, device=dev, dtype=f32).unbind(0)
@@ -135,23 +152,25 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     progs = dim // (bd * n_sub)
     rows = progs * batch if deterministic else batch * groups
     # every zero-initialised buffer in one allocation (one fill instead of five): dA
-    # partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L), dgaps rows (rows, L)
+    # partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L), dgaps rows (rows, L),
+    # each starting on a 16-byte boundary (as _s6_host.cpp lays them out)
     sizes = (batch * dim * nstate, 2 * batch * dim * nstate, rows * nstate * length,
              rows * nstate * length, rows * length if gaps_grad else 0)
-    dA_p, kc, dB, dC, dg = torch.zeros(sum(sizes), device=dev, dtype=f32).split_with_sizes(sizes)
+    padded = [-(-n // 4) * 4 for n in sizes]
+    parts = torch.zeros(sum(padded), device=dev, dtype=f32).split_with_sizes(padded)
+    dA_p, kc, dB, dC, dg = (p[:n] for p, n in zip(parts, sizes))
     dA_p, kc = dA_p.view(batch, dim, nstate), kc.view(2, batch, dim, nstate)
     dB, dC = dB.view(rows, nstate, length), dC.view(rows, nstate, length)
     dg = dg.view(rows, length) if gaps_grad else dB
     if glast is not None:
         kc[ceil_div(length, bl) % 2] = glast
+    ints, consts = _bwd_scalars(batch, dim, length, groups, nstate, cfg, save, n_sub,
+                                Dsk is not None, z is not None, bias is not None, softplus,
+                                gaps is not None, gaps_grad, deterministic)
     launch(_s6v3_bwd_kernel, (batch, progs), (
         u, dt, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, carry, gout, kc,
-        du, ddt, dz, dA_p, dD_p, db_p, dB, dC, dg,
-        batch, dim, length, nstate, dpg, groups, carry.shape[2] - 1, n_sub,
-        next_pow2(nstate), bd, bl, spt, bl // save, Dsk is not None,
-        z is not None, bias is not None, softplus, gaps is not None, gaps_grad,
-        deterministic), 21, 8, nw)
+        du, ddt, dz, dA_p, dD_p, db_p, dB, dC, dg) + ints + consts, 21, 8, nw)
     dgaps = None
     if deterministic:
         ppg = rows // (batch * groups)  # programs per group
@@ -254,6 +273,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     tensors; on CUDA only with ``SSMTS_CHECK_GPU_VALUES=1`` (a reduction and a host sync per
     call), otherwise non-finite inputs give non-finite outputs.
     """
+    ext = _host.READY[0]  # the C++ path, once a call signature has been registered
+    if ext is not None and gaps is None and not return_last_state and not deterministic:
+        # checks shapes, devices, env and grad mode in C++; None: take the Python path
+        try:
+            out = ext.try_apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
+        except TypeError:  # not tensors: the Python path says what is wrong
+            out = None
+        if out is not None:
+            return out
     return run_checked(_apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                        return_last_state, gaps, deterministic)
 
@@ -264,6 +292,11 @@ def _apply(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps, determi
     cost)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                        for t in (u, delta, A, B, C, Dsk, z, bias, gaps)):
+        if (u.is_cuda and gaps is None and not return_last and not deterministic
+                and _host.enabled()):
+            out = _host_apply(u, delta, A, B, C, Dsk, z, bias, softplus)
+            if out is not None:
+                return out
         return SelectiveScanFn.apply(u, delta, A, B, C, Dsk, z, bias, softplus, return_last,
                                      gaps, deterministic)
     out, last, _, _, _ = _forward(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps)
@@ -271,3 +304,56 @@ def _apply(u, delta, A, B, C, Dsk, z, bias, softplus, return_last, gaps, determi
 
 
 selective_scan_fn = selective_scan
+
+
+_DT = torch.float32
+
+
+def _host_plans(u, delta, A, B, C, Dsk, z, bias, softplus):
+    """(forward plan, backward plan, shape) for ``_s6_host.cpp``, or None while either
+    kernel has not been compiled for these dtypes and sizes (the Python path compiles them)."""
+    batch, dim, length = u.shape
+    groups = 1 if B.ndim == 3 else B.shape[1]
+    nstate = B.shape[-2]
+    fwd_cfg, bwd_cfg, save = _configs(batch, dim, dim // groups, length, u.element_size(), nstate)
+    has = (Dsk is not None, z is not None, bias is not None)
+    fill = [t.dtype if t is not None else u.dtype for t in (Dsk, z, bias)]
+    f_ints, f_consts = _fwd_scalars(batch, dim, length, groups, nstate, fwd_cfg, save, *has,
+                                    softplus, False)
+    f_types = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, *fill, u.dtype, u.dtype, _DT)
+    b_ints, b_consts = _bwd_scalars(batch, dim, length, groups, nstate, bwd_cfg, save, 1, *has,
+                                    softplus, False, False, False)
+    b_types = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, *fill, u.dtype, _DT, u.dtype,
+               _DT, u.dtype, delta.dtype, fill[1] if z is not None else u.dtype) + (_DT,) * 6
+    fk = cached(_s6v3_fwd_kernel, fwd_cfg[2], f_types, f_ints, f_consts)
+    bk = cached(_s6v3_bwd_kernel, bwd_cfg[2], b_types, b_ints, b_consts)
+    if fk is None or bk is None:
+        return None
+    fp = _host.plan(fk, (batch, dim // fwd_cfg[0]), f_ints, 11)
+    bp = _host.plan(bk, (batch, dim // bwd_cfg[0]), b_ints, 21)
+    if fp is None or bp is None:
+        return False  # a kernel the C++ launcher cannot launch: never try again
+    return fp, bp, [batch, dim, length, nstate, groups, f_ints[-1]]
+
+
+def _host_apply(u, delta, A, B, C, Dsk, z, bias, softplus):
+    """Register this call signature's plans with the C++ path once both kernels are
+    compiled, and run the call there; None to take the Python path."""
+    if _launch_hooks_set():  # profilers' launch hooks see Triton's launches only
+        return None
+    key = (u.shape, B.shape, u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype,
+           None if Dsk is None else Dsk.dtype, None if z is None else z.dtype,
+           None if bias is None else bias.dtype, softplus, torch.cuda.current_device())
+    misses = _host._MISSES.get(key, 0)
+    if misses >= 100:  # kernels compiled for other alignments only: stop looking
+        return None
+    entry = _host_plans(u, delta, A, B, C, Dsk, z, bias, softplus)
+    if not entry:
+        _host._MISSES[key] = 100 if entry is False else misses + 1
+        return None
+    ext = _host.extension()
+    if ext is None:
+        return None
+    ext.register_plan(u, delta, A, B, C, Dsk, z, bias, softplus, *entry)
+    _host.READY[0] = ext
+    return ext.selective_scan(u, delta, A, B, C, Dsk, z, bias, *entry)
