@@ -43,7 +43,7 @@ def _load(out: str, name: str):
 def summary(s6, s5) -> list[str]:
     """One line per row: kernel, case, ours, anchor, ratio, % floor, peak mem, max rel err."""
     lines = [f"{'kernel':<10}{'case':<22}{'ours':>10}{'anchor':>10}{'ratio':>7}{'%floor':>7}"
-             f"{'peak GB':>9}{'max err':>9}{'graph ours/anchor, ratio':>30}"]
+             f"{'peak GB':>9}{'max err':>9}{'graph ours/anchor, ratio':>30}  autograd node"]
     for r in (s6 or {}).get("rows", []):
         case = f"{r['case']} {r['dtype'].replace('torch.', '')} {r.get('impl', '')}"
         for mode, key in (("fwd", "fwd"), ("fwdbwd", "fb")):
@@ -51,7 +51,8 @@ def summary(s6, s5) -> list[str]:
             g_o, g_a = r.get(f"graph_{key}", float("nan")), r.get(f"anchor_graph_{key}", float("nan"))
             lines.append(f"{'s6 ' + mode:<10}{case:<22}{ours:>9.3f}m{anc:>9.3f}m{anc / ours:>7.2f}"
                          f"{r[f'pct_floor_{key}']:>7.0f}{r['ours_peak_gb']:>9.2f}"
-                         f"{r['max_rel_err']:>9.1e}{g_o:>11.3f}m{g_a:>9.3f}m{g_a / g_o:>7.2f}")
+                         f"{r['max_rel_err']:>9.1e}{g_o:>11.3f}m{g_a:>9.3f}m{g_a / g_o:>7.2f}"
+                         f"  {r.get('autograd_node', '') if key == 'fb' else ''}")
     for r in (s5 or {}).get("s5", []):
         for mode in ("fwd", "fwdbwd"):
             ours, anc = r[f"{mode}_ms"], r[f"jax_{mode}_ms"]

@@ -34,6 +34,7 @@ def test_built_wheel_contains_and_imports_namespaces(tmp_path):
     (whl,) = wheel_dir.glob("ssmts-*.whl")
     names = zipfile.ZipFile(whl).namelist()
     assert "ssmts/kernels/__init__.py" in names and "ssmts/datasets/__init__.py" in names
+    assert "ssmts/kernels/_s6_host.cpp" in names  # compiled from the installed package
     assert not any(n.startswith(("kernels/", "datasets/")) for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(whl).extractall(site)
