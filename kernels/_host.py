@@ -15,7 +15,10 @@ if that fails the Python path is used, with one warning. ``SSMTS_HOST_EXT=0`` tu
 C++ path off.
 
 Used for: CUDA, gradients required, default (non-deterministic) mode, no per-step gaps,
-no final state returned; everything else takes the Python path.
+no final state returned, no Triton launch hooks (profilers); everything else takes the
+Python path. The first C++ call of each call signature is compared with the Python
+launch's output, bit for bit; a difference switches the C++ path off (a Triton version
+that lays out its kernels' parameters otherwise). Checked with Triton 3.6.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ READY: list = [None]  # the extension, once it holds a plan (the public function
 def enabled() -> bool:
     """The C++ path may be used (not switched off by env, not in the interpreter)."""
     return os.environ.get("SSMTS_HOST_EXT", "1") != "0" and _launch._ENABLED[0]
+
+
+def disable(reason: str) -> None:
+    """Switch the C++ path off for this process, with one warning."""
+    _EXT[:] = [None, True]
+    if READY[0] is not None:
+        READY[0].clear_plans()
+    READY[0] = None
+    warnings.warn(f"ssmts.kernels: C++ host path switched off: {reason}; using the Python "
+                  "path", RuntimeWarning, stacklevel=3)
 
 
 def extension():

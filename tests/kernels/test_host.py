@@ -100,6 +100,42 @@ def test_plans_are_looked_up_under_the_keys_the_python_launches_use(monkeypatch,
     assert sizes == [batch, dim, length, nstate, max(1, groups), carry.shape[2] - 1]
 
 
+class _FakeExt:
+    def __init__(self, shift):
+        self.shift, self.registered, self.cleared = shift, [], 0
+
+    def selective_scan(self, u, *args):
+        return u * 2 + self.shift
+
+    def register_plan(self, *args):
+        self.registered.append(args)
+
+    def clear_plans(self):
+        self.cleared += 1
+
+
+@pytest.mark.parametrize("shift, registers", [(0.0, True), (1e-6, False)])
+def test_first_cpp_call_of_a_signature_must_equal_the_python_launch(monkeypatch, shift,
+                                                                    registers):
+    t = _inputs(1, 8, 12, 4, 0, torch.float32)
+    ext = _FakeExt(shift)
+    monkeypatch.setattr(_host, "READY", [None])
+    monkeypatch.setattr(_host, "_EXT", [ext, True])
+    monkeypatch.setattr(_host, "_MISSES", {})
+    monkeypatch.setattr(v3, "_launch_hooks_set", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(v3, "_host_plans", lambda *a: ([1], [2], [3]))
+    monkeypatch.setattr(v3, "_forward", lambda u, *a: (u * 2, None, None, None, None))
+    if registers:
+        out = v3._host_apply(*t.values(), True)
+        assert torch.equal(out, t["u"] * 2) and len(ext.registered) == 1
+        assert _host.READY[0] is ext
+    else:
+        with pytest.warns(RuntimeWarning, match="C[+][+] host path switched off"):
+            assert v3._host_apply(*t.values(), True) is None
+        assert not ext.registered and _host.READY[0] is None and _host._EXT == [None, True]
+
+
 def test_python_path_when_no_plan_exists_on_the_cpu():
     assert _host.READY[0] is None  # only CUDA calls register plans
     t = _inputs(1, 8, 12, 4, 0, torch.float32)
