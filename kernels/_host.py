@@ -28,7 +28,6 @@ import sys
 import time
 import warnings
 
-
 from . import _launch
 
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_s6_host.cpp")

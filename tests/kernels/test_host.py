@@ -17,8 +17,9 @@ from ssmts.kernels import selective_scan_v3 as v3
 
 
 def _kernel(sig, shared=512, warps=4, **md):
-    meta = dict(num_ctas=1, launch_cooperative_grid=False, launch_pdl=False,
-                global_scratch_size=0, profile_scratch_size=0, num_warps=warps, shared=shared)
+    meta = {"num_ctas": 1, "launch_cooperative_grid": False, "launch_pdl": False,
+            "global_scratch_size": 0, "profile_scratch_size": 0, "num_warps": warps,
+            "shared": shared}
     meta.update(md)
 
     class _Compiled:
@@ -55,11 +56,11 @@ def _inputs(batch, dim, length, nstate, groups, dtype, with_optional=True):
         return torch.randn(*s, generator=g).to(dt)
 
     bc = (batch, nstate, length) if groups == 0 else (batch, groups, nstate, length)
-    opt = dict(Dsk=r(dim, dt=torch.float32), z=r(batch, dim, length),
-               bias=r(dim, dt=torch.float32)) if with_optional else dict(Dsk=None, z=None,
-                                                                         bias=None)
-    return dict(u=r(batch, dim, length), delta=r(batch, dim, length),
-                A=-torch.rand(dim, nstate, generator=g), B=r(*bc), C=r(*bc), **opt)
+    opt = ({"Dsk": r(dim, dt=torch.float32), "z": r(batch, dim, length),
+            "bias": r(dim, dt=torch.float32)} if with_optional
+           else {"Dsk": None, "z": None, "bias": None})
+    return {"u": r(batch, dim, length), "delta": r(batch, dim, length),
+            "A": -torch.rand(dim, nstate, generator=g), "B": r(*bc), "C": r(*bc), **opt}
 
 
 @pytest.mark.parametrize("shape, dtype, optional", [
