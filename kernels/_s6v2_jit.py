@@ -46,6 +46,20 @@ def _load_gap(gap_ptrs, ml, HAS_GAPS: tl.constexpr):
 
 
 @triton.jit
+def _load_tile(u_row, dt_row, gap_row, l_idx, length, offs_d, dim, bias,
+               HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr):
+    """A (channels, steps) tile of the backward at steps ``l_idx``: the mask, the column
+    offsets, the gaps, u and the (raw, softplus, final) step sizes, fp32."""
+    ml = l_idx < length
+    m2 = ml[None, :] & (offs_d[:, None] < dim)
+    lo = l_idx[None, :]
+    gap = _load_gap(gap_row + l_idx, ml, HAS_GAPS)
+    u = tl.load(u_row + lo, mask=m2, other=0.0).to(tl.float32)
+    raw, sp, dt = _load_dt(dt_row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS, HAS_GAPS)
+    return m2, lo, gap, u, raw, sp, dt
+
+
+@triton.jit
 def _load_dt(dt_ptrs, m2, bias, gap, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              HAS_GAPS: tl.constexpr):
     """(raw, softplus(raw), final step) tiles (channels, steps) fp32; the step is 0 off the end."""
@@ -201,14 +215,9 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
             sink = tl.sum(x, axis=1)
             for s in range(0, CHUNK_L, TL):
                 pf = _touch(bc_b, c0 + s + TL, l_pad, 2 * NP, TL)
-                l_idx = c0 + s + offs_t
-                ml = l_idx < length
-                m2 = ml[None, :] & (offs_d[:, None] < dim)
-                lo = l_idx[None, :]
-                gap = _load_gap(gaps_ptr + pid_b * length + l_idx, ml, HAS_GAPS)
-                u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
-                _raw, _sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
-                                         HAS_GAPS)
+                _m2, _lo, _gap, u, _raw, _sp, dt = _load_tile(
+                    u_ptr + row, dt_ptr + row, gaps_ptr + pid_b * length, c0 + s + offs_t,
+                    length, offs_d, dim, bias, HAS_BIAS, SOFTPLUS, HAS_GAPS)
                 dtu = dt * u
                 for t in tl.static_range(TL):
                     Bt = tl.load(bc_b + (c0 + s + t) * (2 * NP) + offs_n)
@@ -222,13 +231,9 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
                 pf = _touch(bc_b, c0 + s - TL, l_pad, 2 * NP, TL)
                 pf += _touch(xs_prog, s - TL, CHUNK_L, BLOCK_D * NP, TL)
                 l_idx = c0 + s + offs_t
-                ml = l_idx < length
-                m2 = ml[None, :] & (offs_d[:, None] < dim)
-                lo = l_idx[None, :]
-                gap = _load_gap(gaps_ptr + pid_b * length + l_idx, ml, HAS_GAPS)
-                u = tl.load(u_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
-                raw, sp, dt = _load_dt(dt_ptr + row + lo, m2, bias, gap, HAS_BIAS, SOFTPLUS,
-                                       HAS_GAPS)
+                m2, lo, gap, u, raw, sp, dt = _load_tile(
+                    u_ptr + row, dt_ptr + row, gaps_ptr + pid_b * length, l_idx, length, offs_d,
+                    dim, bias, HAS_BIAS, SOFTPLUS, HAS_GAPS)
                 dtu = dt * u
                 go = tl.load(gout_ptr + row + lo, mask=m2, other=0.0).to(tl.float32)
                 gy = go
