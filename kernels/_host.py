@@ -33,6 +33,7 @@ from . import _launch
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_s6_host.cpp")
 _EXT: list = [None, False]  # module, build attempted
 _MISSES: dict = {}  # call signature -> calls that found no plan (100: never look again)
+_PLANS: dict = {}  # call signature -> its registered (forward plan, backward plan, shape)
 READY: list = [None]  # the extension, once it holds a plan (the public function's fast path)
 
 
@@ -47,6 +48,7 @@ def disable(reason: str) -> None:
     if READY[0] is not None:
         READY[0].clear_plans()
     READY[0] = None
+    _PLANS.clear()
     warnings.warn(f"ssmts.kernels: C++ host path switched off: {reason}; using the Python "
                   "path", RuntimeWarning, stacklevel=3)
 

@@ -123,6 +123,7 @@ def test_first_cpp_call_of_a_signature_must_equal_the_python_launch(monkeypatch,
     monkeypatch.setattr(_host, "READY", [None])
     monkeypatch.setattr(_host, "_EXT", [ext, True])
     monkeypatch.setattr(_host, "_MISSES", {})
+    monkeypatch.setattr(_host, "_PLANS", {})
     monkeypatch.setattr(v3, "_launch_hooks_set", lambda: False)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(v3, "_host_plans", lambda *a: ([1], [2], [3]))
@@ -131,6 +132,9 @@ def test_first_cpp_call_of_a_signature_must_equal_the_python_launch(monkeypatch,
         out = v3._host_apply(*t.values(), True)
         assert torch.equal(out, t["u"] * 2) and len(ext.registered) == 1
         assert _host.READY[0] is ext
+        monkeypatch.setattr(v3, "_forward", None)  # a registered signature is not re-checked
+        assert torch.equal(v3._host_apply(*t.values(), True), t["u"] * 2)
+        assert len(ext.registered) == 1
     else:
         with pytest.warns(RuntimeWarning, match="C[+][+] host path switched off"):
             assert v3._host_apply(*t.values(), True) is None
@@ -175,6 +179,10 @@ def test_cpp_path_equals_python_path_on_the_gpu(monkeypatch, shape, dtype, optio
         pytest.skip("the C++ host path could not be built here")
     assert type(out.grad_fn).__name__ == "CppFunction"
     assert torch.equal(out, ref)
+    monkeypatch.setenv("SSMTS_CHECK_GPU_VALUES", "1")  # the C++ lookup declines; Python
+    checked, _ = step()  # checks the values, then runs the registered plan
+    assert type(checked.grad_fn).__name__ == "CppFunction" and torch.equal(checked, ref)
+    monkeypatch.delenv("SSMTS_CHECK_GPU_VALUES")
     for name, g, r in zip(t, grads, ref_grads):
         if r is not None:  # dB, dC: fp32 atomics, so the order of the adds may differ
             tol = 0 if name not in ("B", "C") else 1e-5 if dtype == torch.float32 else 1e-2
