@@ -46,6 +46,18 @@ def _load_gap(gap_ptrs, ml, HAS_GAPS: tl.constexpr):
 
 
 @triton.jit
+def _chan_params(bias_ptr, Dsk_ptr, offs_d, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr):
+    """(delta_bias, D) of the program's channels, fp32 (BD,), zeros where absent."""
+    bias = tl.zeros(offs_d.shape, tl.float32)
+    dsk = tl.zeros(offs_d.shape, tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    if HAS_D:
+        dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
+    return bias, dsk
+
+
+@triton.jit
 def _load_tile(u_row, dt_row, gap_row, l_idx, length, offs_d, dim, bias,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_GAPS: tl.constexpr):
     """A (channels, steps) tile of the backward at steps ``l_idx``: the mask, the column
@@ -92,12 +104,7 @@ def _s6_fwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
     mn = offs_n[None, :] < nstate
     A2 = tl.load(A_ptr + offs_d[:, None] * nstate + offs_n[None, :], mask=mn,
                  other=0.0).to(tl.float32) * 1.4426950408889634  # (BD, NP), log2 units
-    bias = tl.zeros((BLOCK_D,), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
-    dsk = tl.zeros((BLOCK_D,), tl.float32)
-    if HAS_D:
-        dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
+    bias, dsk = _chan_params(bias_ptr, Dsk_ptr, offs_d, HAS_BIAS, HAS_D)
     row = (pid_b * dim + offs_d[:, None]) * length  # (BD, 1)
     bc_b = bc_ptr + (pid_b * n_groups + d0 // d_per_group) * l_pad * 2 * NP
     carry_row = carry_ptr + (pid_b * dim + offs_d[:, None]) * n_chunks * nstate + offs_n[None, :]
@@ -192,12 +199,7 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
         dn = offs_d[:, None] * nstate + offs_n[None, :]  # (BD, NP)
         A = tl.load(A_ptr + dn, mask=mn, other=0.0).to(tl.float32)
         A2 = A * 1.4426950408889634
-        bias = tl.zeros((BLOCK_D,), tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + offs_d).to(tl.float32)
-        dsk = tl.zeros((BLOCK_D,), tl.float32)
-        if HAS_D:
-            dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
+        bias, dsk = _chan_params(bias_ptr, Dsk_ptr, offs_d, HAS_BIAS, HAS_D)
         row = (pid_b * dim + offs_d[:, None]) * length  # (BD, 1)
         bc_b = bc_ptr + (pid_b * n_groups + grp) * l_pad * 2 * NP
         dbc_b = dbc_ptr + slot * l_pad * 2 * NP

@@ -4,7 +4,7 @@ launch configs and the algorithm's description are in :mod:`.selective_scan_v3`.
 import triton
 import triton.language as tl
 
-from ._s6v2_jit import _load_dt, _load_gap
+from ._s6v2_jit import _chan_params, _load_dt, _load_gap
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -22,18 +22,6 @@ def _adj_combine(f_l, p_l, v_l, f_e, p_e, v_e):
     f = a_t its first decay, p the product of its other decays."""
     t = p_e * f_l
     return f_e, t * p_l, v_e + t * v_l
-
-
-@triton.jit
-def _chan_params(bias_ptr, Dsk_ptr, offs_d, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr):
-    """(delta_bias, D) of the program's channels, fp32 (BD,), zeros where absent."""
-    bias = tl.zeros(offs_d.shape, tl.float32)
-    dsk = tl.zeros(offs_d.shape, tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
-    if HAS_D:
-        dsk = tl.load(Dsk_ptr + offs_d).to(tl.float32)
-    return bias, dsk
 
 
 @triton.jit
