@@ -17,7 +17,6 @@
 
 #include <cctype>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
