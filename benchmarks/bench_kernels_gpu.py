@@ -42,26 +42,33 @@ def _load(out: str, name: str):
 
 def summary(s6, s5) -> list[str]:
     """One line per row: kernel, case, ours, anchor, ratio, % floor, peak mem, max rel err."""
-    lines = [f"{'kernel':<10}{'case':<22}{'ours':>10}{'anchor':>10}{'ratio':>7}{'%floor':>7}"
-             f"{'peak GB':>9}{'max err':>9}{'graph ours/anchor, ratio':>30}  autograd node"]
+    lines = [f"{'kernel':<10}{'case':<22}{'ours':>10}{'anchor':>10}{'ratio':>7}{'rounds':>12}"
+             f"{'%floor':>7}{'peak GB':>9}{'max err':>9}{'graph ours/anchor, ratio':>30}"
+             "  autograd node"]
+    nan2 = [float("nan")] * 2
     for r in (s6 or {}).get("rows", []):
         case = f"{r['case']} {r['dtype'].replace('torch.', '')} {r.get('impl', '')}"
         for mode, key in (("fwd", "fwd"), ("fwdbwd", "fb")):
             ours, anc = r[f"ours_{key}"], r[f"anchor_{key}"]
             g_o, g_a = r.get(f"graph_{key}", float("nan")), r.get(f"anchor_graph_{key}", float("nan"))
+            lo, hi = r.get(f"ratio_{key}_rounds", nan2)
             lines.append(f"{'s6 ' + mode:<10}{case:<22}{ours:>9.3f}m{anc:>9.3f}m{anc / ours:>7.2f}"
-                         f"{r[f'pct_floor_{key}']:>7.0f}{r['ours_peak_gb']:>9.2f}"
+                         f"{f'[{lo:.2f}-{hi:.2f}]':>12}{r[f'pct_floor_{key}']:>7.0f}"
+                         f"{r['ours_peak_gb']:>9.2f}"
                          f"{r['max_rel_err']:>9.1e}{g_o:>11.3f}m{g_a:>9.3f}m{g_a / g_o:>7.2f}"
                          f"  {r.get('autograd_node', '') if key == 'fb' else ''}")
     for r in (s5 or {}).get("s5", []):
         for mode in ("fwd", "fwdbwd"):
             ours, anc = r[f"{mode}_ms"], r[f"jax_{mode}_ms"]
-            lines.append(f"{'s5 ' + mode:<10}{r['case']:<22}{ours:>9.3f}m{anc:>9.3f}m{anc / ours:>7.2f}"
-                         f"{r[f'pct_floor_{mode}']:>7.0f}{r['peak_mem_fwdbwd_MB'] / 1e3:>9.2f}"
+            lines.append(f"{'s5 ' + mode:<10}{r['case']:<22}{ours:>9.3f}m{anc:>9.3f}m"
+                         f"{anc / ours:>7.2f}{'':>12}{r[f'pct_floor_{mode}']:>7.0f}"
+                         f"{r['peak_mem_fwdbwd_MB'] / 1e3:>9.2f}"
                          f"{max(r.get('err_x', 0), r.get('err_dBu', 0)):>9.1e}")
     for r in (s5 or {}).get("step", []):
+        lo, hi = r.get("speedup_rounds", nan2)
         lines.append(f"{'step':<10}{r['case']:<22}{r['ours_us']:>9.2f}u{r['mamba_us']:>9.2f}u"
-                     f"{r['speedup']:>7.2f}{r['pct_floor']:>7.0f}{'':>9}{r['err_out']:>9.1e}")
+                     f"{r['speedup']:>7.2f}{f'[{lo:.2f}-{hi:.2f}]':>12}{r['pct_floor']:>7.0f}"
+                     f"{'':>9}{r['err_out']:>9.1e}")
     return lines
 
 

@@ -11,7 +11,10 @@ One call does everything (see benchmarks/NOTES_s6.md):
    (z gating, D skip, delta_bias, softplus), forward and forward+backward,
    ``triton.testing.do_bench`` medians, and the peak memory of one forward+backward;
    then both again as CUDA-graph replays (each side's device time without launch gaps:
-   at B=1 the wall-clock medians are host-bound, see ``gpu_s6_host.py``);
+   at B=1 the wall-clock medians are host-bound, see ``gpu_s6_host.py``). Ours and the
+   anchor are timed in interleaved rounds (``S6_ROUNDS``, default 7: one ``do_bench``
+   median of each per round, the order rotated), so drift in the host's load reaches
+   both alike; rows give the medians over rounds and the range of per-round ratios;
 4. prints a table and writes JSON to ``$OUT/s6.json``.
 
 Floors: bytes / measured copy bandwidth, and the exp-unit floor B*D*L*N exp2 (forward;
@@ -31,7 +34,7 @@ import torch
 import triton.testing
 
 from _checkout import ensure_ssmts_kernels  # noqa: E402
-from _graphs import graph_replay_ms  # noqa: E402
+from _graphs import capture_replay, graph_replay_ms, interleaved  # noqa: E402
 
 ensure_ssmts_kernels()
 
@@ -169,6 +172,76 @@ def _bench(fn, t, grads):
     return fwd, fb, peak, node
 
 
+ROUNDS = int(os.environ.get("S6_ROUNDS", "7"))  # interleaved rounds per timing
+
+
+def _peak_and_node(fn, t, grads, leaves):
+    """Peak GB of one forward+backward and the autograd node's class (CppFunction: ssmts'
+    C++ host path, kernels/_host.py)."""
+    for x in leaves:
+        x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    out = _call(fn, t)
+    node = type(out.grad_fn).__name__
+    out.backward(grads)
+    del out
+    torch.cuda.synchronize()
+    for x in leaves:
+        x.grad = None
+    return torch.cuda.max_memory_allocated() / 1e9, node
+
+
+def _bench_interleaved(fns: dict, t, grads, rounds: int = ROUNDS) -> dict:
+    """Time every implementation in ``fns`` (name -> function) on the same inputs, in
+    interleaved rounds: per round, one ``do_bench`` median of each (order rotated), for the
+    forward, the forward+backward, and CUDA-graph replays of both. Returns per name the
+    medians over rounds (ms), the per-round values, peak GB and the autograd node."""
+    leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
+    bench = lambda f, **kw: triton.testing.do_bench(f, warmup=25, rep=100,  # noqa: E731
+                                                    return_mode="median", **kw)
+    res = {k: {} for k in fns}
+
+    def record(key, timers):
+        med, per = interleaved(timers, rounds)
+        for k in fns:
+            res[k][key], res[k][key + "_rounds"] = med.get(k, float("nan")), per.get(k, [])
+
+    record("fwd", {k: (lambda fn=fn: bench(lambda: _call(fn, t))) for k, fn in fns.items()})
+    graphs = {k: _capture(lambda fn=fn: _call(fn, t)) for k, fn in fns.items()}
+    record("graph_fwd", {k: (lambda g=g: bench(g)) for k, g in graphs.items() if g})
+    del graphs
+    for x in leaves:
+        x.requires_grad_(True)
+        x.grad = None
+    step = lambda fn: _call(fn, t).backward(grads)  # noqa: E731
+    record("fb", {k: (lambda fn=fn: bench(lambda: step(fn), grad_to_none=leaves))
+                  for k, fn in fns.items()})
+    torch.cuda.empty_cache()
+    for k, fn in fns.items():
+        res[k]["peak"], res[k]["node"] = _peak_and_node(fn, t, grads, leaves)
+    # graph replays of forward+backward: the captured graphs accumulate into the leaves'
+    # .grad as they stand at capture, so those stay alive until the replays are timed
+    graphs = {k: _capture(lambda fn=fn: step(fn)) for k, fn in fns.items()}
+    record("graph_fb", {k: (lambda g=g: bench(g)) for k, g in graphs.items() if g})
+    del graphs
+    for x in leaves:
+        x.grad = None
+        x.requires_grad_(False)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    return res
+
+
+def _capture(step):
+    """``capture_replay(step)``, or None (printed) if the step cannot be captured."""
+    try:
+        return capture_replay(step)
+    except RuntimeError as err:
+        print("graph capture failed:", err)
+        return None
+
+
 def copy_bandwidth():
     x = torch.empty(int(1e9) // 4, device="cuda")
     y = torch.empty_like(x)
@@ -216,25 +289,38 @@ def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
         checks = check_case(batch, dim, length, n, dtype, impls)
         t = make_inputs(batch, dim, length, n, dtype, seed=99)
         grads = torch.randn_like(t["u"])
-        anchor = _bench(mamba_fn, t, grads) if mamba_fn is not None else (float("nan"),) * 4
-        anchor_g = (_bench_graphs(mamba_fn, t, grads) if mamba_fn is not None
-                    else (float("nan"),) * 2)
+        fns = {impl: IMPLS[impl] for impl in impls}
+        if mamba_fn is not None:
+            fns["anchor"] = mamba_fn
+        # the smallest shapes are host-bound on the wall clock (a few 0.1 ms of host work for
+        # ~0.3 ms of device work), and the host's speed drifts: three times the rounds there
+        res = _bench_interleaved(fns, t, grads, ROUNDS * (3 if batch * dim * length * n <= 2 ** 26
+                                                          else 1))
+        nan = float("nan")
+        anc = res.get("anchor", dict(fwd=nan, fb=nan, peak=nan, graph_fwd=nan, graph_fb=nan,
+                                     fwd_rounds=[], fb_rounds=[]))
         f_fwd, f_fb = _floors(batch, dim, length, n, dtype, bw, ex_rate)
         for impl in impls:
-            ours = _bench(IMPLS[impl], t, grads)
-            ours_g = _bench_graphs(IMPLS[impl], t, grads)
+            ours = res[impl]
             err, errs = checks[impl]
+            # round by round: anchor / ours measured back to back
+            rf = [a / o for a, o in zip(anc["fwd_rounds"], ours["fwd_rounds"])] or [nan]
+            rb = [a / o for a, o in zip(anc["fb_rounds"], ours["fb_rounds"])] or [nan]
             row = dict(case=name, impl=impl, shape=[batch, dim, length, n],
-                       dtype=str(dtype).split(".")[-1],
-                       ours_fwd=ours[0], ours_fb=ours[1], ours_peak_gb=ours[2],
-                       anchor_fwd=anchor[0], anchor_fb=anchor[1], anchor_peak_gb=anchor[2],
-                       ratio_fwd=anchor[0] / ours[0], ratio_fb=anchor[1] / ours[1],
-                       floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours[0],
-                       pct_floor_fb=100 * f_fb / ours[1], max_rel_err=err, errs=errs,
-                       graph_fwd=ours_g[0], graph_fb=ours_g[1], anchor_graph_fwd=anchor_g[0],
-                       anchor_graph_fb=anchor_g[1], graph_ratio_fwd=anchor_g[0] / ours_g[0],
-                       graph_ratio_fb=anchor_g[1] / ours_g[1], autograd_node=ours[3],
-                       seconds=time.time() - t0)
+                       dtype=str(dtype).split(".")[-1], rounds=len(ours["fb_rounds"]),
+                       ours_fwd=ours["fwd"], ours_fb=ours["fb"], ours_peak_gb=ours["peak"],
+                       anchor_fwd=anc["fwd"], anchor_fb=anc["fb"], anchor_peak_gb=anc["peak"],
+                       ratio_fwd=anc["fwd"] / ours["fwd"], ratio_fb=anc["fb"] / ours["fb"],
+                       ratio_fwd_rounds=[min(rf), max(rf)], ratio_fb_rounds=[min(rb), max(rb)],
+                       ours_fwd_rounds=ours["fwd_rounds"], anchor_fwd_rounds=anc["fwd_rounds"],
+                       ours_fb_rounds=ours["fb_rounds"], anchor_fb_rounds=anc["fb_rounds"],
+                       floor_fwd=f_fwd, floor_fb=f_fb, pct_floor_fwd=100 * f_fwd / ours["fwd"],
+                       pct_floor_fb=100 * f_fb / ours["fb"], max_rel_err=err, errs=errs,
+                       graph_fwd=ours["graph_fwd"], graph_fb=ours["graph_fb"],
+                       anchor_graph_fwd=anc["graph_fwd"], anchor_graph_fb=anc["graph_fb"],
+                       graph_ratio_fwd=anc["graph_fwd"] / ours["graph_fwd"],
+                       graph_ratio_fb=anc["graph_fb"] / ours["graph_fb"],
+                       autograd_node=ours["node"], seconds=time.time() - t0)
             rows.append(row)
             print(json.dumps(row), flush=True)
         del t, grads
@@ -245,14 +331,19 @@ def check_and_time_s6(cases=CASES, impls=("v2", "v3"), sink=None):
 
 
 def print_table(rows):
-    hdr = (f"{'case':14s} {'impl':4s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | "
-           f"{'f+b ms':>7s} {'anchor':>7s} {'x':>5s} {'%fl':>4s} | {'peakGB':>6s} {'anchor':>6s}"
-           f" | {'rel err':>8s} | graph x fwd f+b")
+    """Medians over the interleaved rounds; [lo-hi] is the range of the per-round ratios."""
+    hdr = (f"{'case':14s} {'impl':8s} {'dtype':8s} {'fwd ms':>7s} {'anchor':>7s} {'x':>5s} "
+           f"{'rounds':>11s} {'%fl':>4s} | {'f+b ms':>7s} {'anchor':>7s} {'x':>5s} {'rounds':>11s} "
+           f"{'%fl':>4s} | {'peakGB':>6s} {'anchor':>6s} | {'rel err':>8s} | graph x fwd f+b")
     print(hdr)
+    nan2 = [float("nan")] * 2
     for r in rows:
-        print(f"{r['case']:14s} {r.get('impl', 'v2'):4s} {r['dtype']:8s} {r['ours_fwd']:7.3f} {r['anchor_fwd']:7.3f} "
-              f"{r['ratio_fwd']:5.2f} {r['pct_floor_fwd']:4.0f} | {r['ours_fb']:7.3f} "
-              f"{r['anchor_fb']:7.3f} {r['ratio_fb']:5.2f} {r['pct_floor_fb']:4.0f} | "
+        lo_f, hi_f = r.get("ratio_fwd_rounds", nan2)
+        lo_b, hi_b = r.get("ratio_fb_rounds", nan2)
+        print(f"{r['case']:14s} {r.get('impl', 'v2'):8s} {r['dtype']:8s} {r['ours_fwd']:7.3f} "
+              f"{r['anchor_fwd']:7.3f} {r['ratio_fwd']:5.2f} [{lo_f:4.2f}-{hi_f:4.2f}] "
+              f"{r['pct_floor_fwd']:4.0f} | {r['ours_fb']:7.3f} {r['anchor_fb']:7.3f} "
+              f"{r['ratio_fb']:5.2f} [{lo_b:4.2f}-{hi_b:4.2f}] {r['pct_floor_fb']:4.0f} | "
               f"{r['ours_peak_gb']:6.2f} {r['anchor_peak_gb']:6.2f} | {r['max_rel_err']:8.1e} | "
               f"{r.get('graph_ratio_fwd', float('nan')):5.2f} {r.get('graph_ratio_fb', float('nan')):5.2f}")
 

@@ -17,6 +17,7 @@ import triton.language as tl
 from ssmts.ssm.step import check_s5_step_args, check_state_update_args
 
 from ._launch import ceil_div, next_pow2
+from ._s6v2_jit import _softplus
 from .s5_scan import _cdiv, _discretize
 
 __all__ = ["selective_state_update", "s5_step", "STEP_CONFIG"]
@@ -26,50 +27,43 @@ STEP_CONFIG = {"BLOCK_D": None, "num_warps": None}
 
 
 @triton.jit
-def _log1p(u):
-    """log(1 + u) for u >= 0, accurate for small u (series in s = u / (2 + u))."""
-    s = u / (2.0 + u)
-    s2 = s * s
-    ser = 2.0 * s * (1.0 + s2 * (1.0 / 3 + s2 * (0.2 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 / 11)))))
-    return tl.where(u < 0.5, ser, tl.log(1.0 + u))
-
-
-@triton.jit
 def _ssu_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gap_ptr,
-                out_ptr, dim, dstate, group_size,
+                out_ptr, dim, dstate, group_size, blocks_per_group,
                 s_b, s_d, x_b, dt_b, b_b, b_g, c_b, c_g, z_b, o_b,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 SOFTPLUS: tl.constexpr, HAS_GAP: tl.constexpr, IS_F64: tl.constexpr,
-                SAME_GROUP: tl.constexpr,
+                GROUPS: tl.constexpr, I64: tl.constexpr,
                 BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    # GROUPS: 0 one B/C row per stream; 1 grouped, the block inside one group; 2 grouped,
+    # a group per channel. I64: offsets past 2^31 (else int32 index math, shorter).
+    # One stream is a latency chain (loads -> softplus -> exp -> store): every instruction
+    # before the first load or on that chain shows in the time of a step.
     pid_d = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(1).to(tl.int64) if I64 else tl.program_id(1)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
     md = offs_d < dim
     m2 = md[:, None] & (offs_n[None, :] < dstate)
-    if SAME_GROUP:  # the whole block reads one group's B and C: load (BLOCK_N,) once
-        grp = (pid_d * BLOCK_D) // group_size
-        bc_offs = grp * 0 + offs_n[None, :]
-        mbc = (offs_n < dstate)[None, :]
-        b_off = grp * b_g
-        c_off = grp * c_g
-    else:
+    if GROUPS == 2:  # (BLOCK_D, BLOCK_N) gathers of each channel's group row
         grp = offs_d // group_size
-        bc_offs = offs_n[None, :]
+        bc_offs = grp[:, None] * b_g + offs_n[None, :]
+        cc_offs = grp[:, None] * c_g + offs_n[None, :]
         mbc = m2
-        b_off = grp[:, None] * b_g
-        c_off = grp[:, None] * c_g
+    else:  # one row of B and C for the whole block, loaded once
+        grp = pid_d // blocks_per_group if GROUPS == 1 else 0
+        bc_offs = grp * b_g + offs_n[None, :]
+        cc_offs = grp * c_g + offs_n[None, :]
+        mbc = (offs_n < dstate)[None, :]
     st = tl.load(state_ptr + b * s_b + offs_d[:, None] * s_d + offs_n[None, :], mask=m2, other=0.0)
     A = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
-    Bv = tl.load(B_ptr + b * b_b + b_off + bc_offs, mask=mbc, other=0.0)
-    Cv = tl.load(C_ptr + b * c_b + c_off + bc_offs, mask=mbc, other=0.0)
+    Bv = tl.load(B_ptr + b * b_b + bc_offs, mask=mbc, other=0.0)
+    Cv = tl.load(C_ptr + b * c_b + cc_offs, mask=mbc, other=0.0)
     x = tl.load(x_ptr + b * x_b + offs_d, mask=md, other=0.0).to(tl.float32)
     dt = tl.load(dt_ptr + b * dt_b + offs_d, mask=md, other=0.0).to(tl.float32)
     if HAS_BIAS:
         dt += tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
     if SOFTPLUS:
-        dt = tl.where(dt <= 20.0, _log1p(tl.exp(tl.minimum(dt, 20.0))), dt)
+        dt = _softplus(dt)
     if HAS_GAP:
         dt *= tl.load(gap_ptr + b).to(tl.float32)
     wdt = tl.float64 if IS_F64 else tl.float32
@@ -82,7 +76,7 @@ def _ssu_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bia
         out += (x * tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32)).to(wdt)
     if HAS_Z:
         z = tl.load(z_ptr + b * z_b + offs_d, mask=md, other=0.0).to(tl.float32)
-        out *= (z / (1.0 + tl.exp(-z))).to(wdt)
+        out *= (z * tl.sigmoid(z)).to(wdt)
     tl.store(out_ptr + b * o_b + offs_d, out, mask=md)
 
 
@@ -100,17 +94,20 @@ def _ssu_launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, gap, ngroups)
     BLOCK_D = min(STEP_CONFIG.get("BLOCK_D") or BLOCK_D, next_pow2(dim))
     warps = STEP_CONFIG.get("num_warps") or (1 if batch < 64 else 4)
     grid = (ceil_div(dim, BLOCK_D), batch)
+    groups = 0 if ngroups <= 1 else (1 if group_size % BLOCK_D == 0 else 2)
+    # past the largest element offset any pointer reaches (strides >= 0)
+    reach = max(1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+                for t in (state, x, dt, A, Bg, Cg, out) + (() if z is None else (z,)))
     dummy = x
     _ssu_kernel[grid](
         state, x, dt, A, Bg, Cg, D if D is not None else dummy, z if z is not None else dummy,
         dt_bias if dt_bias is not None else dummy, gap if gap is not None else dummy, out,
-        dim, dstate, group_size, state.stride(0), state.stride(1), x.stride(0), dt.stride(0),
-        Bg.stride(0), Bg.stride(1), Cg.stride(0), Cg.stride(1),
+        dim, dstate, group_size, max(group_size // BLOCK_D, 1), state.stride(0), state.stride(1),
+        x.stride(0), dt.stride(0), Bg.stride(0), Bg.stride(1), Cg.stride(0), Cg.stride(1),
         z.stride(0) if z is not None else 0, out.stride(0),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-        SOFTPLUS=bool(dt_softplus), HAS_GAP=gap is not None, IS_F64=f64,
-        SAME_GROUP=ngroups == 0 or group_size % BLOCK_D == 0,
-        BLOCK_D=BLOCK_D, BLOCK_N=BLOCK_N, num_warps=warps)
+        SOFTPLUS=bool(dt_softplus), HAS_GAP=gap is not None, IS_F64=f64, GROUPS=groups,
+        I64=reach >= 2 ** 31, BLOCK_D=BLOCK_D, BLOCK_N=BLOCK_N, num_warps=warps)
     return out
 
 

@@ -49,7 +49,8 @@ def test_ref_step_loop_equals_selective_scan(G):
     assert err < 1e-12
 
 
-@pytest.mark.parametrize("batch,G,dim", [(1, 0, 24), (3, 2, 24), (3, 2, 64), (64, 0, 24)])
+# G=2 at dim 24: a group per channel in a block; at dim 64 a block inside one group; G=1: one row
+@pytest.mark.parametrize("batch,G,dim", [(1, 0, 24), (3, 2, 24), (3, 2, 64), (2, 1, 24), (64, 0, 24)])
 def test_triton_selective_state_update(batch, G, dim):
     N = 5
     d = _s6_inputs(batch + G, batch, dim, N, G)
@@ -63,6 +64,23 @@ def test_triton_selective_state_update(batch, G, dim):
     err = max(_rel(ours, ref), _rel(s32, state))
     print("ssu", batch, G, err)
     assert ours.dtype == torch.float32 and err < 1e-5
+
+
+def test_triton_step_softplus_tail():
+    """Very negative dt (softplus ~1e-8..5e-5) into a tiny state: the new state is ~dt x B, so
+    a softplus computed as log(exp(dt) + 1) in fp32 (off by up to 100% there) would show."""
+    batch, dim, N = 2, 16, 4
+    d = _s6_inputs(7, batch, dim, N, 0)
+    g = torch.Generator().manual_seed(8)
+    d["dt"] = -10.0 - 8.0 * torch.rand(batch, dim, generator=g, dtype=torch.float64)
+    state = 1e-9 * torch.randn(batch, dim, N, generator=g, dtype=torch.float64)
+    s32 = state.float().to(DEV)
+    args = [d[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias")]
+    ours = selective_state_update(s32, *(a.float().to(DEV) for a in args), dt_softplus=True)
+    ref = selective_state_update_ref(state, *args, True)
+    err = max(_rel(ours, ref), _rel(s32, state))
+    print("ssu softplus tail", err)
+    assert err < 1e-5
 
 
 def _s5_inputs(seed, batch, P, H, L):
