@@ -84,7 +84,8 @@ def _ssu_launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, gap, ngroups)
     """Launch on inputs whose last dims are contiguous; returns out (batch, dim)."""
     batch, dim, dstate = state.shape
     f64 = state.dtype == torch.float64
-    out = torch.empty(batch, dim, dtype=torch.float64 if f64 else torch.float32, device=state.device)
+    out = torch.empty(batch, dim, dtype=torch.float64 if f64 else torch.float32,
+                      device=state.device)
     Bg = B if ngroups else B[:, None, :]  # (batch, G, dstate)
     Cg = C if ngroups else C[:, None, :]  # (batch, G, dstate)
     group_size = dim // max(ngroups, 1)

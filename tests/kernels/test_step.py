@@ -50,7 +50,8 @@ def test_ref_step_loop_equals_selective_scan(G):
 
 
 # G=2 at dim 24: a group per channel in a block; at dim 64 a block inside one group; G=1: one row
-@pytest.mark.parametrize("batch,G,dim", [(1, 0, 24), (3, 2, 24), (3, 2, 64), (2, 1, 24), (64, 0, 24)])
+@pytest.mark.parametrize("batch,G,dim",
+                         [(1, 0, 24), (3, 2, 24), (3, 2, 64), (2, 1, 24), (64, 0, 24)])
 def test_triton_selective_state_update(batch, G, dim):
     N = 5
     d = _s6_inputs(batch + G, batch, dim, N, G)
