@@ -20,7 +20,7 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _rel(a, b):
-    return ((a.to(b.dtype) - b).abs().max() / b.abs().max()).item()
+    return ((a.to(device=b.device, dtype=b.dtype) - b).abs().max() / b.abs().max()).item()
 
 
 def _s6_inputs(seed, batch, dim, N, G, L=None):
