@@ -5,9 +5,10 @@ Runs, each in its own process (so JAX and torch allocators don't share the card)
 1. ``gpu_s6.py --impl dispatch``: the selective scan the dispatcher picks per shape vs
    mamba_ssm's CUDA ``selective_scan_fn`` (S6-A bf16/fp32, TS-S6, B=1 with N 16/64 and
    L 2K/8K/32K);
-2. ``gpu_s5_step.py --no-sweep``: the S5 scan vs JAX ``lax.associative_scan`` (S5-A, TS-S5,
-   S5-B) and the streaming steps vs mamba_ssm's Triton ``selective_state_update`` under
-   CUDA graphs (1, 64, 1024 streams).
+2. ``gpu_s5_step.py --no-sweep --placement``: the S5 scan vs JAX ``lax.associative_scan``
+   (S5-A, TS-S5, S5-B) and the streaming steps vs mamba_ssm's Triton
+   ``selective_state_update`` under CUDA graphs (1, 64, 1024 streams; at 1 stream also on
+   three state allocations each).
 
 Each child checks correctness first (fresh random inputs, outputs poisoned), measures the
 copy bandwidth in the same run, and writes its JSON under ``$OUT``; this script merges
@@ -75,7 +76,7 @@ def summary(s6, s5) -> list[str]:
 def main() -> int:
     out = os.environ.get("OUT", ".")
     rc = _run("gpu_s6.py", "--impl", "dispatch")
-    rc |= _run("gpu_s5_step.py", "--no-sweep")
+    rc |= _run("gpu_s5_step.py", "--no-sweep", "--placement")
     s6, s5 = _load(out, "s6.json"), _load(out, "s5_step.json")
     with open(os.path.join(out, "kernels.json"), "w") as f:
         json.dump({"s6": s6, "s5_step": s5}, f, indent=1)

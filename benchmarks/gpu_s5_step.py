@@ -6,9 +6,12 @@ and the anchors on the same inputs with ``triton.testing.do_bench`` medians:
 
 * S5 scan vs JAX ``lax.associative_scan`` (the S5 authors' algorithm; discretise +
   scan, jit; fwd+bwd = ``jax.grad`` of the sum of the real part);
-* ``selective_state_update`` vs mamba_ssm's Triton kernel, both replayed from a CUDA graph.
+* ``selective_state_update`` vs mamba_ssm's Triton kernel, both replayed from a CUDA graph
+  in interleaved rounds; ``--placement`` adds both on three state allocations each (at
+  1 stream the address of the state moves either kernel by a few percent).
 
-Usage: ``python benchmarks/gpu_s5_step.py`` (writes ``$OUT/s5_step.json``).
+Usage: ``python benchmarks/gpu_s5_step.py [--no-sweep] [--placement]`` (writes
+``$OUT/s5_step.json``).
 """
 
 from __future__ import annotations
@@ -259,6 +262,36 @@ def check_and_time_step(cases, bw=None, sweep=True):
     return rows
 
 
+def step_placement(batch=1, dim=5120, N=16, copies=3, rounds=15):
+    """Ours and mamba_ssm's step, each on ``copies`` state allocations at different
+    addresses, replayed from CUDA graphs in interleaved rounds (us): how much of a 1-stream
+    difference is where the state lies rather than the code (``--placement``)."""
+    from mamba_ssm.ops.triton.selective_state_update import selective_state_update as mamba_ssu
+
+    d = _step_inputs(batch, dim, N)
+    args = [d[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias")]
+    kstep.STEP_CONFIG.update(STEP_CONFIGS[0])
+    graphs, keep = {}, []
+    for i in range(copies):
+        for side in ("ours", "mamba"):
+            keep.append(torch.empty(4096 * (7 * i + 3), device=DEV))  # shifts the next address
+            st = d["state"].clone()
+            keep.append(st)
+            if side == "ours":
+                step = lambda st=st: kstep._ssu_launch(st, *args, True, None, 0)  # noqa: E731
+            else:
+                step = lambda st=st: mamba_ssu(st, *args[:6], z=args[6], dt_bias=args[7],  # noqa: E731
+                                               dt_softplus=True)
+            graphs[f"{side} {i} @{st.data_ptr() % (1 << 24):#08x}"] = capture_replay(step)
+    med, per = interleaved({k: (lambda g=g: 1e3 * do_bench(g, warmup=25, rep=100,
+                                                            return_mode="median"))
+                            for k, g in graphs.items()}, rounds)
+    print(f"\nStep placement ({batch} x {dim}, N={N}; us, medians of {rounds} interleaved rounds)")
+    for k in sorted(med, key=med.get):
+        print(f"  {k:22s} {med[k]:.3f}  (rounds {min(per[k]):.2f}-{max(per[k]):.2f})")
+    return {k: dict(median_us=med[k], rounds_us=per[k]) for k in med}
+
+
 def time_s5_step(cases):
     """Graph-replayed S5 step (no anchor): cases = [(name, batch, P)]."""
     rows = []
@@ -281,9 +314,11 @@ def main():
     step = check_and_time_step([("step-1", 1, 5120, 16), ("step-64", 64, 5120, 16),
                                 ("step-1024", 1024, 256, 16)], bw, sweep="--no-sweep" not in sys.argv)
     s5s = time_s5_step([("s5step-1", 1, 1024), ("s5step-64", 64, 1024), ("s5step-1024", 1024, 256)])
+    placement = step_placement() if "--placement" in sys.argv else None
     out = os.environ.get("OUT", ".")
     with open(os.path.join(out, "s5_step.json"), "w") as f:
-        json.dump(dict(info=info, s5=s5, step=step, s5_step=s5s), f, indent=1)
+        json.dump(dict(info=info, s5=s5, step=step, s5_step=s5s, step_placement=placement), f,
+                  indent=1)
     print("\nS5 scan (ms; ratio = JAX / ours; floor at measured copy bandwidth)")
     for r in s5:
         print(f"{r['case']:6s} fwd {r['fwd_ms']:.3f} vs JAX {r['jax_fwd_ms']:.3f} "
