@@ -84,6 +84,7 @@ at::Tensor aligned(const at::Tensor& t) {
 int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }  // floats to a 16-byte multiple
 
 // rows (batch, n) of a buffer at float offset `off`, summed over the batch, as `dtype`
+// (at batch 1 a view of the buffer: no reduction, and no select on top of the view)
 at::Tensor batch_sum(const at::Tensor& buf, int64_t off, int64_t batch, at::IntArrayRef shape,
                      at::ScalarType dtype) {
   int64_t n = 1;
@@ -92,12 +93,23 @@ at::Tensor batch_sum(const at::Tensor& buf, int64_t off, int64_t batch, at::IntA
   int64_t st = n;
   for (auto s : shape) {
     size.push_back(s);
-    st /= s;
-    stride.push_back(st);
+    stride.push_back(st /= s);
   }
-  at::Tensor rows = buf.as_strided(size, stride, off);
-  at::Tensor s = batch == 1 ? rows.select(0, 0) : rows.sum(0);
+  at::Tensor s = batch == 1
+      ? buf.as_strided(at::IntArrayRef(size).slice(1), at::IntArrayRef(stride).slice(1), off)
+      : buf.as_strided(size, stride, off).sum(0);
   return s.scalar_type() == dtype ? s : s.to(dtype);
+}
+
+// n-element views at element offsets 0, n, 2n, ... of one fresh buffer (one allocation for
+// several per-step gradients of one dtype); contiguous, shaped like `like`
+std::vector<at::Tensor> carve(const at::Tensor& like, at::ScalarType dtype, int64_t count) {
+  const int64_t n = like.numel();
+  at::Tensor flat = at::empty({count * n}, like.options().dtype(dtype));
+  std::vector<at::Tensor> out;
+  for (int64_t k = 0; k < count; ++k)
+    out.push_back(flat.as_strided(like.sizes(), like.strides(), k * n));
+  return out;
 }
 
 struct S6Fn : public torch::autograd::Function<S6Fn> {
@@ -140,8 +152,18 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
     at::Tensor gout = grads[0].defined() ? grads[0] : at::zeros_like(u);
     if (gout.scalar_type() != u.scalar_type()) gout = gout.to(u.scalar_type());
     gout = aligned(gout);
-    at::Tensor du = at::empty(u.sizes(), u.options()), ddt = at::empty(dt.sizes(), dt.options());
-    at::Tensor dz = z.defined() ? at::empty(z.sizes(), z.options()) : du;
+    // du, ddelta (and dz): one allocation when they share a dtype (u, delta, z are
+    // contiguous with one shape here)
+    at::Tensor du, ddt, dz;
+    const bool same = dt.scalar_type() == u.scalar_type() &&
+                      (!z.defined() || z.scalar_type() == u.scalar_type());
+    if (same) {
+      auto parts = carve(u, u.scalar_type(), z.defined() ? 3 : 2);
+      du = parts[0], ddt = parts[1], dz = z.defined() ? parts[2] : du;
+    } else {
+      du = at::empty(u.sizes(), u.options()), ddt = at::empty(dt.sizes(), dt.options());
+      dz = z.defined() ? at::empty(z.sizes(), z.options()) : du;
+    }
     // one buffer: dD and dbias partials (b, D) each, written whole by the kernel; then the
     // zero-initialised dA partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L),
     // each part starting on a 16-byte boundary
@@ -160,13 +182,23 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
                   base + n_dd, base + o_db, base + o_dc, base + o_db});
     // dB, dC: rows (batch, G, N, L) summed over nothing (one row per batch and group), in
     // the shape B and C came in ((batch, N, L) is (batch, 1, N, L))
-    at::Tensor dB = buf.as_strided(B.sizes(), B.strides(), o_db);
-    at::Tensor dC = buf.as_strided(C.sizes(), C.strides(), o_dc);
+    at::Tensor dB, dC;
+    if (B.scalar_type() != at::kFloat && B.scalar_type() == C.scalar_type()) {
+      // both rows cast by one op: the dB and dC parts are adjacent in buf
+      at::Tensor both = buf.narrow(0, o_db, 2 * n_bc).to(B.scalar_type());
+      dB = both.as_strided(B.sizes(), B.strides(), 0);
+      dC = both.as_strided(C.sizes(), C.strides(), n_bc);
+    } else {
+      dB = buf.as_strided(B.sizes(), B.strides(), o_db);
+      dC = buf.as_strided(C.sizes(), C.strides(), o_dc);
+      if (dB.scalar_type() != B.scalar_type()) dB = dB.to(B.scalar_type());
+      if (dC.scalar_type() != C.scalar_type()) dC = dC.to(C.scalar_type());
+    }
     return {du,
             ddt,
             batch_sum(buf, o_da, batch, {dim, nstate}, A.scalar_type()),
-            dB.scalar_type() == B.scalar_type() ? dB : dB.to(B.scalar_type()),
-            dC.scalar_type() == C.scalar_type() ? dC : dC.to(C.scalar_type()),
+            dB,
+            dC,
             Dsk.defined() ? batch_sum(buf, 0, batch, {dim}, Dsk.scalar_type()) : at::Tensor(),
             z.defined() ? dz : at::Tensor(),
             bias.defined() ? batch_sum(buf, n_dd, batch, {dim}, bias.scalar_type()) : at::Tensor(),

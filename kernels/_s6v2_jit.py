@@ -262,6 +262,8 @@ def _s6_bwd_kernel(u_ptr, dt_ptr, A_ptr, bc_ptr, Dsk_ptr, z_ptr, bias_ptr, gaps_
                     h = gy_t[:, None] * Ct[None, :] + kc
                     kc = tl.exp2(dt_t[:, None] * A2) * h
                     q = h * (xt - dtu_t[:, None] * Bt[None, :])  # h exp(dt A) x_{t-1}
+                    if t == 0:  # x_{-1} = 0 at step 0: exact (a fused multiply-add would
+                        q = tl.where(c0 + s == 0, 0.0, q)  # leave dt u B's rounding error)
                     dA_acc += q * dt_t[:, None]
                     hB_t = _put(hB_t, offs_t, t, tl.sum(h * Bt[None, :], axis=1))
                     hA_t = _put(hA_t, offs_t, t, tl.sum(q * A, axis=1))

@@ -253,6 +253,8 @@ def _s6v3_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_pt
                 g, T = _adjoint(a, Cf * gy, k0, BLOCK_D, NT, SPT)
                 tl.store(kseg + n, tl.reshape(T, (BLOCK_D * NT,)), mask=kmask)  # a_0 g_0
                 q = g * (x - bu)  # g exp(dt A) x_{t-1}
+                if c == 0:  # x_{-1} = 0: exact, where fused multiply-adds would leave the
+                    q = tl.where(first, 0.0, q)  # rounding error of dt u B (dA of L=1 is 0)
                 hB += g * Bf
                 hA += q * An[:, None]
                 if HAS_Z:

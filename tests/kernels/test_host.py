@@ -141,6 +141,8 @@ def test_first_cpp_call_of_a_signature_must_equal_the_python_launch(monkeypatch,
         assert not ext.registered and _host.READY[0] is None and _host._EXT == [None, True]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors need the interpreter, which "
+                    "this module only turns on where there is no GPU")
 def test_python_path_for_cpu_tensors():
     # CPU tensors never take the C++ path, also when a CUDA run has registered plans (on a GPU
     # machine earlier tests may have; on a CPU-only one READY stays None)
