@@ -146,28 +146,16 @@ def _bench_graphs(fn, t, grads):
 
 
 def _bench(fn, t, grads):
+    """One implementation alone (the sweeps): forward and forward+backward ``do_bench``
+    medians (ms), peak GB and the autograd node."""
     fwd = triton.testing.do_bench(lambda: _call(fn, t), warmup=25, rep=100, return_mode="median")
     leaves = [t[k] for k in ("u", "delta", "z", "A", "B", "C", "D", "delta_bias")]
     for x in leaves:
         x.requires_grad_(True)
-
-    def step():
-        _call(fn, t).backward(grads)
-
-    fb = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves,
-                                 return_mode="median")
+    fb = triton.testing.do_bench(lambda: _call(fn, t).backward(grads), warmup=25, rep=100,
+                                 grad_to_none=leaves, return_mode="median")
+    peak, node = _peak_and_node(fn, t, grads, leaves)
     for x in leaves:
-        x.grad = None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    out = _call(fn, t)
-    node = type(out.grad_fn).__name__  # CppFunction: ssmts' C++ host path (kernels/_host.py)
-    out.backward(grads)
-    del out
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() / 1e9
-    for x in leaves:
-        x.grad = None
         x.requires_grad_(False)
     return fwd, fb, peak, node
 
@@ -355,12 +343,12 @@ def sweep():
     res = []
     for bd in ("8", "16", "32"):
         os.environ["SSMTS_S6_BD"] = bd
-        fwd, fb, peak = _bench(selective_scan_v2, t, grads)
+        fwd, fb, peak, _ = _bench(selective_scan_v2, t, grads)
         res.append(dict(bd=int(bd), fwd=fwd, fb=fb, peak_gb=peak))
         print("sweep", res[-1], flush=True)
     os.environ.pop("SSMTS_S6_BD")
     det = lambda *a, **k: selective_scan_v2(*a, deterministic=True, **k)  # noqa: E731
-    fwd, fb, peak = _bench(det, t, grads)
+    fwd, fb, peak, _ = _bench(det, t, grads)
     res.append(dict(bd="auto", deterministic=True, fwd=fwd, fb=fb, peak_gb=peak))
     print("sweep", res[-1], flush=True)
     return res
@@ -388,7 +376,7 @@ def sweep_v3():
             for cfg in cfgs:
                 os.environ[var] = cfg
                 try:
-                    fwd, fb, peak = _bench(selective_scan_v3, t, grads)
+                    fwd, fb, peak, _ = _bench(selective_scan_v3, t, grads)
                 except Exception as exc:  # a config that does not compile or fit
                     fwd = fb = peak = float("nan")
                     print("sweep_v3", var, cfg, "failed:", str(exc)[:200])
@@ -398,7 +386,7 @@ def sweep_v3():
                 os.environ.pop(var)
         if name == "S6-A" and dtype == torch.bfloat16:
             det = lambda *a, **k: selective_scan_v3(*a, deterministic=True, **k)  # noqa: E731
-            fwd, fb, peak = _bench(det, t, grads)
+            fwd, fb, peak, _ = _bench(det, t, grads)
             res.append(dict(case=name, cfg="default", deterministic=True, fwd=fwd, fb=fb,
                             peak_gb=peak))
             print("sweep_v3", res[-1], flush=True)
