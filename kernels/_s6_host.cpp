@@ -101,14 +101,16 @@ at::Tensor batch_sum(const at::Tensor& buf, int64_t off, int64_t batch, at::IntA
   return s.scalar_type() == dtype ? s : s.to(dtype);
 }
 
-// n-element views at element offsets 0, n, 2n, ... of one fresh buffer (one allocation for
-// several per-step gradients of one dtype); contiguous, shaped like `like`
+// `count` views shaped like `like` (contiguous) into one fresh buffer, one allocation for
+// several per-step gradients of one dtype; each starts on a 16-byte boundary, as the
+// kernels were compiled for
 std::vector<at::Tensor> carve(const at::Tensor& like, at::ScalarType dtype, int64_t count) {
-  const int64_t n = like.numel();
-  at::Tensor flat = at::empty({count * n}, like.options().dtype(dtype));
+  const int64_t per16 = 16 / static_cast<int64_t>(c10::elementSize(dtype));
+  const int64_t n = like.numel(), step = (n + per16 - 1) / per16 * per16;
+  at::Tensor flat = at::empty({count * step}, like.options().dtype(dtype));
   std::vector<at::Tensor> out;
   for (int64_t k = 0; k < count; ++k)
-    out.push_back(flat.as_strided(like.sizes(), like.strides(), k * n));
+    out.push_back(flat.as_strided(like.sizes(), like.strides(), k * step));
   return out;
 }
 

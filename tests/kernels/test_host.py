@@ -158,6 +158,7 @@ def test_python_path_for_cpu_tensors():
 @pytest.mark.parametrize("shape, dtype, optional", [
     ((1, 256, 300, 16, 0), torch.bfloat16, True),
     ((2, 64, 130, 16, 2), torch.float32, False),
+    ((1, 4, 37, 4, 0), torch.float16, True),  # D*L*2 bytes not a 16-byte multiple: carve pads
 ])
 def test_cpp_path_equals_python_path_on_the_gpu(monkeypatch, shape, dtype, optional):
     t = {k: (None if v is None else v.cuda().requires_grad_(True))
