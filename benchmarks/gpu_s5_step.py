@@ -193,6 +193,13 @@ def _graph_us(fn):
     return 1e3 * graph_replay_ms(fn)
 
 
+def _replay_timers(replays: dict) -> dict:
+    """name -> timer (median us of ``do_bench`` over a captured graph's replay), for
+    ``interleaved``."""
+    return {k: (lambda g=g: 1e3 * do_bench(g, warmup=25, rep=100, return_mode="median"))
+            for k, g in replays.items()}
+
+
 def _step_inputs(batch, dim, N, seed=1):
     gen = torch.Generator(device=DEV).manual_seed(seed)
     r = lambda *s: torch.randn(*s, device=DEV, generator=gen)  # noqa: E731
@@ -242,9 +249,7 @@ def check_and_time_step(cases, bw=None, sweep=True):
             row["err_mamba_out"] = _rel(out_m, ref)
             replays["mamba"] = capture_replay(lambda: mamba_ssu(
                 st_m, *args[:6], z=args[6], dt_bias=args[7], dt_softplus=True))
-        med, per = interleaved({k: (lambda g=g: 1e3 * do_bench(g, warmup=25, rep=100,
-                                                                return_mode="median"))
-                                for k, g in replays.items()}, STEP_ROUNDS)
+        med, per = interleaved(_replay_timers(replays), STEP_ROUNDS)
         row["ours_us"], row["ours_us_rounds"] = med["ours"], per["ours"]
         if mamba_ssu is not None:
             row["mamba_us"], row["mamba_us_rounds"] = med["mamba"], per["mamba"]
@@ -283,9 +288,7 @@ def step_placement(batch=1, dim=5120, N=16, copies=3, rounds=15):
                 step = lambda st=st: mamba_ssu(st, *args[:6], z=args[6], dt_bias=args[7],  # noqa: E731
                                                dt_softplus=True)
             graphs[f"{side} {i} @{st.data_ptr() % (1 << 24):#08x}"] = capture_replay(step)
-    med, per = interleaved({k: (lambda g=g: 1e3 * do_bench(g, warmup=25, rep=100,
-                                                            return_mode="median"))
-                            for k, g in graphs.items()}, rounds)
+    med, per = interleaved(_replay_timers(graphs), rounds)
     print(f"\nStep placement ({batch} x {dim}, N={N}; us, medians of {rounds} interleaved rounds)")
     for k in sorted(med, key=med.get):
         print(f"  {k:22s} {med[k]:.3f}  (rounds {min(per[k]):.2f}-{max(per[k]):.2f})")

@@ -81,7 +81,8 @@ at::Tensor aligned(const at::Tensor& t) {
   return c;
 }
 
-int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }  // floats to a 16-byte multiple
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+int64_t round4(int64_t n) { return round_up(n, 4); }  // floats to a 16-byte multiple
 
 // rows (batch, n) of a buffer at float offset `off`, summed over the batch, as `dtype`
 // (at batch 1 a view of the buffer: no reduction, and no select on top of the view)
@@ -105,8 +106,8 @@ at::Tensor batch_sum(const at::Tensor& buf, int64_t off, int64_t batch, at::IntA
 // several per-step gradients of one dtype; each starts on a 16-byte boundary, as the
 // kernels were compiled for
 std::vector<at::Tensor> carve(const at::Tensor& like, at::ScalarType dtype, int64_t count) {
-  const int64_t per16 = 16 / static_cast<int64_t>(c10::elementSize(dtype));
-  const int64_t n = like.numel(), step = (n + per16 - 1) / per16 * per16;
+  const int64_t n = like.numel();
+  const int64_t step = round_up(n, 16 / static_cast<int64_t>(c10::elementSize(dtype)));
   at::Tensor flat = at::empty({count * step}, like.options().dtype(dtype));
   std::vector<at::Tensor> out;
   for (int64_t k = 0; k < count; ++k)

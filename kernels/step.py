@@ -96,18 +96,21 @@ def _ssu_launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, gap, ngroups)
     warps = STEP_CONFIG.get("num_warps") or (1 if batch < 64 else 4)
     grid = (ceil_div(dim, BLOCK_D), batch)
     groups = 0 if ngroups <= 1 else (1 if group_size % BLOCK_D == 0 else 2)
-    # past the largest element offset any pointer reaches (strides >= 0)
-    reach = max(1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
-                for t in (state, x, dt, A, Bg, Cg, out) + (() if z is None else (z,)))
+    # the launch's strides; every offset the kernel forms is below `reach` (a bound from
+    # these ints: a few integer operations, where asking each tensor costs ~15 us a step)
+    s_b, s_d = state.stride(0), state.stride(1)
+    b_g, c_g = (Bg.stride(1), Cg.stride(1)) if groups else (1, 1)
+    per_b = (s_b, x.stride(0), dt.stride(0), Bg.stride(0), Cg.stride(0),
+             z.stride(0) if z is not None else 1, out.stride(0))
+    reach = batch * max(per_b) + dim * max(s_d, dstate) + max(ngroups, 1) * max(b_g, c_g) + dstate
     # absent inputs go in as None and unused ints as 1: Triton makes both compile-time
     # constants, so the launch carries only what this kernel reads (a 1-stream step is
     # latency-bound; its parameter block is part of every launch)
     _ssu_kernel[grid](
         state, x, dt, A, Bg, Cg, D, z, dt_bias, gap, out,
         dim, dstate, group_size if groups == 2 else 1,
-        max(group_size // BLOCK_D, 1) if groups == 1 else 1, state.stride(0), state.stride(1),
-        x.stride(0), dt.stride(0), Bg.stride(0), Bg.stride(1) if groups else 1, Cg.stride(0),
-        Cg.stride(1) if groups else 1, z.stride(0) if z is not None else 1, out.stride(0),
+        max(group_size // BLOCK_D, 1) if groups == 1 else 1, s_b, s_d, per_b[1], per_b[2],
+        per_b[3], b_g, per_b[4], c_g, per_b[5], per_b[6],
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
         SOFTPLUS=bool(dt_softplus), HAS_GAP=gap is not None, IS_F64=f64, GROUPS=groups,
         I64=reach >= 2 ** 31, BLOCK_D=BLOCK_D, BLOCK_N=BLOCK_N, num_warps=warps)
