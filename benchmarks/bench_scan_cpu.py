@@ -1,10 +1,11 @@
-"""CPU timing of the three linear scans in ``ssmts.ssm.scan``.
+"""CPU timing of the linear scans in ``ssmts.ssm.scan`` and ``ssmts.kernels.cpu_scan``.
 
 Times forward and forward+backward of the sequential loop (``linear_scan_ref``,
-autograd backward), the log-depth parallel scan (autograd backward) and the
-chunked scan (analytic backward) on complex64 inputs with ``|a| < 1``, checks
-that outputs and gradients agree, and prints medians and the speed-up of the
-chunked scan over the sequential loop.
+autograd backward), the log-depth parallel scan (autograd backward), the torch-op
+chunked scan (analytic backward) and the compiled C scan (``linear_scan_cpu``, what
+``linear_scan`` uses on the CPU; skipped with a note where it cannot be built) on
+complex64 inputs with ``|a| < 1``, checks that outputs and gradients agree, and prints
+medians and the speed-ups of the chunked and compiled scans over the sequential loop.
 
     python benchmarks/bench_scan_cpu.py                    # B=4, L=4096, P=64
     python benchmarks/bench_scan_cpu.py --json scan.json   # also write the numbers
@@ -28,10 +29,14 @@ import time
 
 import torch
 
+from ssmts.kernels import cpu_scan
 from ssmts.ssm.scan import linear_scan_chunked, linear_scan_parallel, linear_scan_ref
 
 METHODS = {"sequential": linear_scan_ref, "parallel": linear_scan_parallel,
            "chunked": linear_scan_chunked}
+if cpu_scan.available():
+    METHODS["compiled"] = cpu_scan.linear_scan_cpu
+FAST = [m for m in ("chunked", "compiled") if m in METHODS]  # timed every round
 
 
 def make_inputs(batch: int, length: int, state: int, seed: int):
@@ -83,7 +88,7 @@ def benchmark(args) -> dict:
     for r in range(args.repeats):  # interleaved, so load changes hit every method alike
         gc.collect()  # between rounds, never right before a timed call
         for m, fn in METHODS.items():
-            if m != "chunked" and r >= args.slow_repeats:
+            if m not in FAST and r >= args.slow_repeats:
                 continue
             for s, step in (("fwd", run_forward), ("fwd+bwd", run_forward_backward)):
                 # first call: after the other methods ran (inputs no longer in cache); the
@@ -97,18 +102,20 @@ def benchmark(args) -> dict:
               for m, (h, (ga, gb)) in results.items() if m != "sequential"}
     med = {f"{m}/{s}": statistics.median(v) * 1e3 for (m, s), v in times.items()}
     best = {f"{m}/{s}": min(v) * 1e3 for (m, s), v in times.items()}
-    ratios = {s: med[f"sequential/{s}"] / med[f"chunked/{s}"] for s in ("fwd", "fwd+bwd")}
-    ratios_best = {s: best[f"sequential/{s}"] / best[f"chunked/{s}"] for s in ("fwd", "fwd+bwd")}
     med_warm = {f"{m}/{s}": statistics.median(v) * 1e3 for (m, s), v in warm.items()}
-    ratios_warm = {s: med_warm[f"sequential/{s}"] / med_warm[f"chunked/{s}"]
-                   for s in ("fwd", "fwd+bwd")}
+
+    def speedups(table):  # sequential over each fast method
+        return {m: {s: table[f"sequential/{s}"] / table[f"{m}/{s}"] for s in ("fwd", "fwd+bwd")}
+                for m in FAST}
+
     return {"config": vars(args) | {"dtype": "complex64", "threads": torch.get_num_threads(),
                                     "torch": torch.__version__, "machine": platform.processor()},
             "median_ms": med, "best_ms": best, "median_ms_second_call": med_warm,
             "runs": {f"{m}/{s}": len(v) for (m, s), v in times.items()},
-            "speedup_sequential_over_chunked": ratios,
-            "speedup_sequential_over_chunked_best": ratios_best,
-            "speedup_sequential_over_chunked_second_call": ratios_warm,
+            "compiled": cpu_scan.status(),
+            "speedup_over_sequential": speedups(med),
+            "speedup_over_sequential_best": speedups(best),
+            "speedup_over_sequential_second_call": speedups(med_warm),
             "max_rel_error_vs_sequential": errors}
 
 
@@ -124,13 +131,16 @@ def print_table(report: dict) -> None:
         print(f"{m:<12}{med[m + '/fwd']:>10.2f}{med[m + '/fwd+bwd']:>12.2f}"
               f"{best[m + '/fwd']:>10.2f}{best[m + '/fwd+bwd']:>10.2f}"
               f"{report['runs'][m + '/fwd']:>6}   {err}")
-    r, rb = report["speedup_sequential_over_chunked"], report["speedup_sequential_over_chunked_best"]
-    rw, mw = report["speedup_sequential_over_chunked_second_call"], report["median_ms_second_call"]
-    print(f"second call, inputs cached (medians, ms): sequential {mw['sequential/fwd']:.2f} / "
-          f"{mw['sequential/fwd+bwd']:.2f}, chunked {mw['chunked/fwd']:.2f} / "
-          f"{mw['chunked/fwd+bwd']:.2f}: fwd {rw['fwd']:.1f}x, fwd+bwd {rw['fwd+bwd']:.1f}x")
-    print(f"sequential / chunked (medians): fwd {r['fwd']:.1f}x, fwd+bwd {r['fwd+bwd']:.1f}x"
-          f"   (best runs: fwd {rb['fwd']:.1f}x, fwd+bwd {rb['fwd+bwd']:.1f}x)")
+    if report["compiled"] != "ok":
+        print(f"compiled: not timed ({report['compiled']})")
+    mw = report["median_ms_second_call"]
+    for m in report["speedup_over_sequential"]:
+        r, rb = report["speedup_over_sequential"][m], report["speedup_over_sequential_best"][m]
+        rw = report["speedup_over_sequential_second_call"][m]
+        print(f"sequential / {m} (medians): fwd {r['fwd']:.1f}x, fwd+bwd {r['fwd+bwd']:.1f}x"
+              f"   (best runs: fwd {rb['fwd']:.1f}x, fwd+bwd {rb['fwd+bwd']:.1f}x; second call, "
+              f"inputs cached: {mw[m + '/fwd']:.2f} / {mw[m + '/fwd+bwd']:.2f} ms, "
+              f"fwd {rw['fwd']:.1f}x, fwd+bwd {rw['fwd+bwd']:.1f}x)")
 
 
 def main(argv=None) -> dict:

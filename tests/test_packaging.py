@@ -35,12 +35,17 @@ def test_built_wheel_contains_and_imports_namespaces(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     assert "ssmts/kernels/__init__.py" in names and "ssmts/datasets/__init__.py" in names
     assert "ssmts/kernels/_s6_host.cpp" in names  # compiled from the installed package
+    assert "ssmts/kernels/_cpu_scan.c" in names
     assert not any(n.startswith(("kernels/", "datasets/")) for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(whl).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
-    code = (
-            "import ssmts.kernels, ssmts.datasets, ssmts.ssm; print(ssmts.kernels.__file__)")
+    code = ("import ssmts.kernels, ssmts.datasets, ssmts.ssm, torch\n"
+            "from ssmts.kernels import cpu_scan\n"
+            "a, b = torch.full((1, 4, 2), 0.5), torch.ones(1, 4, 2)\n"
+            "assert cpu_scan.available(), cpu_scan.status()  # compiled from the wheel's source\n"
+            "assert float(cpu_scan.linear_scan_cpu(a, b)[0, -1, 0]) == 1.875\n"
+            "print(ssmts.kernels.__file__)")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
                          text=True, check=True)
     assert str(site) in out.stdout

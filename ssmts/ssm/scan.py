@@ -21,13 +21,17 @@ reduce to it once discretised (``a_t = exp(Δ_t A)``, ``b_t = B̄_t u_t``).
   state (non-finite values always propagate there) and then located in the
   inputs, so the common case costs no extra pass over the data.
 
-``linear_scan`` dispatches between them. All public functions validate their
-inputs once; the private helpers work on a time-first layout and trust them.
+``linear_scan`` dispatches between them and the compiled CPU loop
+(``ssmts.kernels.cpu_scan.linear_scan_cpu``: one pass through time per lane, forward
+and adjoint; the default for CPU tensors where a C compiler is found). All public
+functions validate their inputs once; the private helpers work on a time-first layout
+and trust them.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -36,7 +40,8 @@ from ._validate import as_tensor, check_finite
 
 __all__ = ["linear_scan", "linear_scan_ref", "linear_scan_parallel", "linear_scan_chunked"]
 
-_METHODS = ("auto", "chunked", "parallel", "sequential")
+_METHODS = ("auto", "compiled", "chunked", "parallel", "sequential")
+_warned: set[str] = set()
 
 
 # ----------------------------------------------------------------------------- validation
@@ -402,6 +407,30 @@ def linear_scan_chunked(a, b, h0=None, dim: int = 1, chunk: int | None = None) -
     return h.movedim(0, dim)
 
 
+def _compiled_applies(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> bool:
+    """True for CPU tensors whose promoted dtype the compiled scan takes."""
+    if any(t.device.type != "cpu" for t in (a, b, h0) if t is not None):
+        return False
+    from ssmts.kernels.cpu_scan import SUPPORTED_DTYPES
+
+    return _result_dtype(a, b, h0) in SUPPORTED_DTYPES
+
+
+def _compiled_or_warn() -> bool:
+    """Whether the compiled CPU scan is usable; warns once per process when it failed to build."""
+    from ssmts.kernels import cpu_scan
+
+    if cpu_scan.available():
+        return True
+    why = cpu_scan.status()
+    if why.startswith("could not build") and "cpu_scan" not in _warned:
+        _warned.add("cpu_scan")
+        warnings.warn(f"ssmts: {why}; linear_scan uses the chunked torch scan on the CPU "
+                      "(several times slower). Set SSMTS_CPU_SCAN=0 to silence this.",
+                      RuntimeWarning, stacklevel=3)
+    return False
+
+
 def linear_scan(a, b, h0=None, dim: int = 1, method: str = "auto") -> torch.Tensor:
     """Linear recurrence ``h_t = a_t * h_{t-1} + b_t``; dispatches to one implementation.
 
@@ -416,8 +445,11 @@ def linear_scan(a, b, h0=None, dim: int = 1, method: str = "auto") -> torch.Tens
         Initial state ``h_{-1}``; zero if omitted.
     dim : int
         The time axis of ``b`` (default 1).
-    method : {"auto", "chunked", "parallel", "sequential"}
-        ``auto`` is ``chunked``; ``sequential`` is ``linear_scan_ref``.
+    method : {"auto", "compiled", "chunked", "parallel", "sequential"}
+        ``auto`` is ``compiled`` for float32/64 and complex64/128 CPU tensors when the
+        compiled scan (:mod:`ssmts.kernels.cpu_scan`) could be built here, else
+        ``chunked`` (one warning if the build failed); ``compiled`` insists on it;
+        ``sequential`` is ``linear_scan_ref``.
 
     Returns
     -------
@@ -426,9 +458,16 @@ def linear_scan(a, b, h0=None, dim: int = 1, method: str = "auto") -> torch.Tens
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    if method == "auto":  # arrays and scalars become tensors once, here
+        a, b = as_tensor(a, "a"), as_tensor(b, "b")
+        h0 = None if h0 is None else as_tensor(h0, "h0")
+    if method == "compiled" or (method == "auto" and _compiled_applies(a, b, h0)
+                                and _compiled_or_warn()):
+        from ssmts.kernels.cpu_scan import linear_scan_cpu
+
+        return linear_scan_cpu(a, b, h0, dim)
     if method in ("auto", "chunked"):
         return linear_scan_chunked(a, b, h0, dim)
     if method == "parallel":
         return linear_scan_parallel(a, b, h0, dim)
     return linear_scan_ref(a, b, h0, dim)
-
