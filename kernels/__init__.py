@@ -1,1 +1,2 @@
-"""Triton kernels (installed as ``ssmts.kernels``); each has a torch reference in ``ssmts.ssm``."""
+"""Triton kernels and the compiled CPU scan (installed as ``ssmts.kernels``); each has a torch
+reference in ``ssmts.ssm`` with the same signature."""
