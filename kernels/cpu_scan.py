@@ -157,56 +157,40 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     return t.resolve_conj().resolve_neg()
 
 
-def _run(fn, dtype: torch.dtype, length: int, tensors: list, with_time: list) -> None:
-    """Call ``fn`` on ``tensors`` (None allowed); ``with_time[k]``: tensor k has a time dim."""
+def _launch(fn, length: int, tensors: list, with_time: list) -> bool:
+    """Call ``fn`` on ``tensors`` (None allowed; ``with_time[k]``: tensor k has a time dim
+    first). Returns False, having done nothing, if the lanes do not fit three dims."""
     present = [(t, wt) for t, wt in zip(tensors, with_time) if t is not None]
     rest = tuple(present[0][0].shape[1:] if present[0][1] else present[0][0].shape)
-    rests = [tuple(t.stride()[1:]) if wt else tuple(t.stride()) for t, wt in present]
-    lanes = _lanes(rest, rests)
-    if lanes is None:  # > 3 dims that do not merge: run on contiguous copies
-        raise _NeedsContiguous
+    lanes = _lanes(rest, [tuple(t.stride()[1:]) if wt else tuple(t.stride())
+                          for t, wt in present])
+    if lanes is None:
+        return False
     (n0, n1, ni), lane_strides = lanes
     args, it = [], iter(lane_strides)
     for t, wt in zip(tensors, with_time):
         if t is None:
             args += [None, None]
-            continue
-        ls = next(it)
-        args += [t.data_ptr(), _I64x4(t.stride(0), *ls) if wt else _I64x3(*ls)]
-    work = n0 * n1 * ni * length
-    threads = 1 if work < _SERIAL_WORK else torch.get_num_threads()
-    rc = fn(_CODES[dtype], threads, length, n0, n1, ni, *args)
+        else:
+            ls = next(it)
+            args += [t.data_ptr(), _I64x4(t.stride(0), *ls) if wt else _I64x3(*ls)]
+    threads = 1 if n0 * n1 * ni * length < _SERIAL_WORK else torch.get_num_threads()
+    rc = fn(_CODES[present[0][0].dtype], threads, length, n0, n1, ni, *args)
     if rc != 0:
         raise RuntimeError(f"compiled CPU scan failed (code {rc}: out of memory for thread state)")
+    return True
 
 
-class _NeedsContiguous(Exception):
-    pass
-
-
-def _forward(lib, a_e, b, h0, out) -> None:
-    try:
-        _run(lib.ssmts_scan_fwd, b.dtype, b.shape[0], [a_e, b, h0, out], [True, True, False, True])
-    except _NeedsContiguous:
-        tmp = torch.empty(b.shape, dtype=b.dtype)
-        _run(lib.ssmts_scan_fwd, b.dtype, b.shape[0],
-             [a_e.contiguous(), b.contiguous(), None if h0 is None else h0.contiguous(), tmp],
-             [True, True, False, True])
-        out.copy_(tmp)
-
-
-def _backward(lib, a_e, dh, h, h0, db, da, dh0) -> None:
-    ts, wt = [a_e, dh, h, h0, db, da, dh0], [True, True, True, False, True, True, False]
-    try:
-        _run(lib.ssmts_scan_bwd, h.dtype, h.shape[0], ts, wt)
-    except _NeedsContiguous:
-        outs = [torch.empty(x.shape, dtype=x.dtype) if x is not None else None
-                for x in (db, da, dh0)]
-        ins = [x.contiguous() if x is not None else None for x in (a_e, dh, h, h0)]
-        _run(lib.ssmts_scan_bwd, h.dtype, h.shape[0], ins + outs, wt)
-        for dst, src in zip((db, da, dh0), outs):
-            if dst is not None:
-                dst.copy_(src)
+def _call(fn, length: int, ins: list, outs: list, with_time: list) -> None:
+    """``_launch`` on inputs then outputs; where their lanes do not fit three dims, on
+    contiguous copies, the results copied back into ``outs``."""
+    if _launch(fn, length, ins + outs, with_time):
+        return
+    tmp = [None if x is None else torch.empty(x.shape, dtype=x.dtype) for x in outs]
+    _launch(fn, length, [None if x is None else x.contiguous() for x in ins] + tmp, with_time)
+    for dst, src in zip(outs, tmp):
+        if dst is not None:
+            dst.copy_(src)
 
 
 class _CpuScanFn(torch.autograd.Function):
@@ -219,7 +203,8 @@ class _CpuScanFn(torch.autograd.Function):
         a, b = _plain(a), _plain(b)
         h0 = None if h0 is None else _plain(h0)
         out = torch.empty_like(b)  # b's memory layout, so moving time back is free
-        _forward(lib, a.expand(b.shape), b, h0, out)
+        _call(lib.ssmts_scan_fwd, b.shape[0], [a.expand(b.shape), b, h0], [out],
+              [True, True, False, True])
         ok = bool(torch.isfinite(_real_view(out[-1]).sum()))
         ctx.save_for_backward(a, h0, out)
         flag = torch.tensor(ok)
@@ -234,7 +219,8 @@ class _CpuScanFn(torch.autograd.Function):
         db = torch.empty_like(h)  # the adjoint state g, which is db
         da = torch.empty_like(h) if need_a else None
         dh0 = torch.empty_like(h0) if need_h0 and h0 is not None else None
-        _backward(_library(), a.expand(h.shape), _plain(dh), h, h0, db, da, dh0)
+        _call(_library().ssmts_scan_bwd, h.shape[0], [a.expand(h.shape), _plain(dh), h, h0],
+              [db, da, dh0], [True, True, True, False, True, True, False])
         if da is not None:
             da = da.sum_to_size(a.shape)  # sum over dims a was broadcast along
         return da, (db if need_b else None), dh0

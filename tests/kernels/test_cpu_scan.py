@@ -10,6 +10,7 @@ its results must not depend on the thread count; and where it cannot be built,
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -25,7 +26,8 @@ from ssmts.ssm.scan import linear_scan, linear_scan_chunked, linear_scan_ref
 pytestmark = pytest.mark.skipif(not cpu_scan.available(), reason=cpu_scan.status())
 
 CDT = {torch.float64: torch.complex128, torch.float32: torch.complex64}
-WMAX, TB = 128, 32  # the C file's lane block and backward time block
+_C_SRC = open(cpu_scan._SRC).read()  # the C file's lane block and backward time block
+WMAX, TB = (int(re.search(rf"#define {k} (\d+)", _C_SRC).group(1)) for k in ("WMAX", "TB"))
 
 
 def _rand_a(shape, gen, is_complex, dtype=torch.float64):
