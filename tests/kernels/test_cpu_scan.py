@@ -112,6 +112,10 @@ def test_time_axis_and_state_dims():
         out = linear_scan_cpu(a_m, b_m, h0, dim=dim)
         assert out.shape == b_m.shape
         assert _rel(out.movedim(dim, 1), ref) < 1e-12, dim
+    a1, b1, h1 = _rand_a((50,), gen, False), _rand_b((50,), gen, False), torch.tensor(0.7)
+    assert torch.autograd.gradcheck(lambda a, b, h: linear_scan_cpu(a, b, h, dim=0),
+                                    (a1.requires_grad_(), b1.requires_grad_(),
+                                     h1.double().requires_grad_()))  # one lane, no state dims
 
 
 def test_strided_conjugated_and_unmergeable_layouts():
