@@ -17,7 +17,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 typedef int64_t i64;
 

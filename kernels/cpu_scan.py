@@ -3,9 +3,10 @@
 ``linear_scan_cpu`` has the signature and results of :func:`ssmts.ssm.linear_scan_ref`
 (its oracle) and of the torch-op :func:`ssmts.ssm.linear_scan_chunked`. The loop over
 time is C (``_cpu_scan.c``): each lane's recurrence runs once through time with its state
-in registers/L1, the lanes split between ``torch.get_num_threads()`` POSIX threads. One
+in a small buffer, the lanes split between ``torch.get_num_threads()`` POSIX threads. One
 pass reads a and b and writes h; the backward is one reverse pass giving db, da and dh0.
-The torch-op scans cannot do this: each time step is a separate operation over all lanes.
+The torch-op scans launch an operation over all lanes per time step (sequential) or
+~3 sqrt(L) of them, each pass touching the whole input (chunked).
 
 The C file is compiled on first use with the system C compiler (``$CC``, else Python's
 build compiler, else ``cc``/``gcc``/``clang``; ~1 s, no Python or torch headers) into
