@@ -116,7 +116,7 @@ std::vector<at::Tensor> carve(const at::Tensor& like, at::ScalarType dtype, int6
 }
 
 struct S6Fn : public torch::autograd::Function<S6Fn> {
-  // shape: [batch, dim, length, nstate, groups, n_save]
+  // shape: [batch, dim, length, nstate, groups, n_save, copies of the dB/dC rows]
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& u,
                             const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                             const at::Tensor& C, const c10::optional<at::Tensor>& Dsk,
@@ -151,7 +151,7 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
     const auto plan = ctx->saved_data["bwd_plan"].toIntVector();
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const int64_t batch = shape[0], dim = shape[1], length = shape[2], nstate = shape[3];
-    const int64_t groups = shape[4], rows = batch * groups;
+    const int64_t groups = shape[4], rows = batch * groups, ncopy = shape[6];
     at::Tensor gout = grads[0].defined() ? grads[0] : at::zeros_like(u);
     if (gout.scalar_type() != u.scalar_type()) gout = gout.to(u.scalar_type());
     gout = aligned(gout);
@@ -168,10 +168,11 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
       dz = z.defined() ? at::empty(z.sizes(), z.options()) : du;
     }
     // one buffer: dD and dbias partials (b, D) each, written whole by the kernel; then the
-    // zero-initialised dA partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L),
-    // each part starting on a 16-byte boundary
+    // zero-initialised dA partials (b, D, N), kc (2, b, D, N), dB and dC rows (ncopy, rows,
+    // N, L) each, each part starting on a 16-byte boundary
+    const int64_t n_row = rows * nstate * length;  // one copy of the dB (or dC) rows
     const int64_t n_dd = round4(batch * dim), n_da = round4(batch * dim * nstate);
-    const int64_t n_kc = round4(2 * batch * dim * nstate), n_bc = round4(rows * nstate * length);
+    const int64_t n_kc = round4(2 * batch * dim * nstate), n_bc = round4(ncopy * n_row);
     at::Tensor buf = at::empty({2 * n_dd + n_da + n_kc + 2 * n_bc}, u.options().dtype(at::kFloat));
     float* base = buf.data_ptr<float>();
     const int64_t o_da = 2 * n_dd, o_kc = o_da + n_da, o_db = o_kc + n_kc, o_dc = o_db + n_bc;
@@ -185,15 +186,22 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
                   base + n_dd, base + o_db, base + o_dc, base + o_db});
     // dB, dC: rows (batch, G, N, L) summed over nothing (one row per batch and group), in
     // the shape B and C came in ((batch, N, L) is (batch, 1, N, L))
+    // (the copies summed first: one op for both)
+    at::Tensor rows_bc = buf;  // dB at offset o_db, dC at o_db + gap
+    int64_t off_b = o_db, gap = n_bc;
+    if (ncopy > 1) {
+      rows_bc = buf.as_strided({2, ncopy, n_row}, {n_bc, n_row, 1}, o_db).sum(1);  // (2, n_row)
+      off_b = 0, gap = n_row;
+    }
     at::Tensor dB, dC;
     if (B.scalar_type() != at::kFloat && B.scalar_type() == C.scalar_type()) {
-      // both rows cast by one op: the dB and dC parts are adjacent in buf
-      at::Tensor both = buf.narrow(0, o_db, 2 * n_bc).to(B.scalar_type());
+      // both rows cast by one op: the dB and dC parts are adjacent
+      at::Tensor both = rows_bc.as_strided({2 * gap}, {1}, off_b).to(B.scalar_type());
       dB = both.as_strided(B.sizes(), B.strides(), 0);
-      dC = both.as_strided(C.sizes(), C.strides(), n_bc);
+      dC = both.as_strided(C.sizes(), C.strides(), gap);
     } else {
-      dB = buf.as_strided(B.sizes(), B.strides(), o_db);
-      dC = buf.as_strided(C.sizes(), C.strides(), o_dc);
+      dB = rows_bc.as_strided(B.sizes(), B.strides(), off_b);
+      dC = rows_bc.as_strided(C.sizes(), C.strides(), off_b + gap);
       if (dB.scalar_type() != B.scalar_type()) dB = dB.to(B.scalar_type());
       if (dC.scalar_type() != C.scalar_type()) dC = dC.to(C.scalar_type());
     }

@@ -178,7 +178,7 @@ def _s6v3_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_pt
                      SPT: tl.constexpr, RATIO: tl.constexpr, HAS_D: tl.constexpr,
                      HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                      HAS_GAPS: tl.constexpr, GAPS_GRAD: tl.constexpr,
-                     DETERMINISTIC: tl.constexpr):
+                     DETERMINISTIC: tl.constexpr, NCOPY: tl.constexpr):
     # kc (2, batch, D, N) fp32: a_0 g_0 of the chunk after, double-buffered by chunk parity
     # (slot n_chunks % 2 holds the gradient of the last state); dA (batch, D, N) zeroed;
     # the chunk start's state is carry slot c * RATIO
@@ -195,8 +195,15 @@ def _s6v3_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Dsk_ptr, z_ptr, bias_pt
         d0 = (pid_p * n_sub + sub) * BLOCK_D
         offs_d = d0 + tl.arange(0, BLOCK_D)
         grp = d0 // d_per_group
-        # dB/dC/dgaps rows: per program (deterministic) or per (batch, group) with atomics
-        slot = (pid_p * batch + pid_b) if DETERMINISTIC else (pid_b * n_groups + grp)
+        # dB/dC/dgaps rows: per program (deterministic) or per (batch, group) with atomics,
+        # in NCOPY copies (program p adds into copy p % NCOPY; the host sums them): a row
+        # that every program of a group adds into at once is slowed by the contention
+        if DETERMINISTIC:
+            slot = pid_p * batch + pid_b
+        elif NCOPY == 1:
+            slot = pid_b * n_groups + grp
+        else:
+            slot = (pid_p % NCOPY) * batch * n_groups + pid_b * n_groups + grp
         bc_off = (pid_b * n_groups + grp) * nstate * length
         dbc_off = slot * nstate * length
         row = (pid_b * dim + offs_d[:, None]) * length  # (BD, 1)

@@ -103,6 +103,26 @@ def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int) -
     return best
 
 
+def _n_copies(batch: int, dim: int, length: int, groups: int, nstate: int, esize: int,
+              progs: int, deterministic: bool) -> int:
+    """Copies of the dB/dC rows that the backward's atomic adds are spread over (program p
+    adds into copy p % k; the copies are summed after). Every program of a (batch, group)
+    adds into the same rows at about the same time, and that contention costs: on an H100
+    at B=1, D=1024 the backward kernel took 198 -> 184 (4 copies) -> 175 us (16) at L=2K
+    N=16, and 683 -> 566 us (4) at L=2K N=64 (benchmarks/NOTES_s6.md, sixth session).
+    Powers of two; at most 16, or 4 with many channels (16 was slower at S6-A); at most one
+    per program; all copies within half of u's bytes, which keeps the peak memory of every
+    benchmark shape below mamba_ssm's."""
+    if deterministic:
+        return 1
+    per_copy = 2 * batch * groups * nstate * length * 4  # dB and dC rows, fp32
+    cap = min(16 if batch * dim < 16 * 132 else 4, progs)
+    k = 1
+    while 2 * k <= cap and 2 * k * per_copy <= batch * dim * length * esize // 2:
+        k *= 2
+    return k
+
+
 def _fwd_scalars(batch, dim, length, groups, nstate, cfg, save, has_d, has_z, has_bias,
                  softplus, has_gaps):
     """The forward kernel's integer and constexpr arguments (after its 11 tensors)."""
@@ -112,12 +132,12 @@ def _fwd_scalars(batch, dim, length, groups, nstate, cfg, save, has_d, has_z, ha
 
 
 def _bwd_scalars(batch, dim, length, groups, nstate, cfg, save, n_sub, has_d, has_z, has_bias,
-                 softplus, has_gaps, gaps_grad, deterministic):
+                 softplus, has_gaps, gaps_grad, deterministic, ncopy):
     """The backward kernel's integer and constexpr arguments (after its 21 tensors)."""
     bd, bl, _, spt = cfg
     ints = (batch, dim, length, nstate, dim // groups, groups, ceil_div(length, save), n_sub)
     return ints, (next_pow2(nstate), bd, bl, spt, bl // save, has_d, has_z, has_bias, softplus,
-                  has_gaps, gaps_grad, deterministic)
+                  has_gaps, gaps_grad, deterministic, ncopy)
 
 
 def _s6_fwd(u, delta, A, B4, C4, Dsk, z, bias, gaps, softplus, cfg, save):
@@ -150,7 +170,8 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     dD_p, db_p = torch.empty(2, batch, dim, device=dev, dtype=f32).unbind(0)
     n_sub = _n_sub(batch, dim, bd, dpg, 4 if _INTERPRET else 1024) if deterministic else 1
     progs = dim // (bd * n_sub)
-    rows = progs * batch if deterministic else batch * groups
+    ncopy = _n_copies(batch, dim, length, groups, nstate, u.element_size(), progs, deterministic)
+    rows = progs * batch if deterministic else ncopy * batch * groups
     # every zero-initialised buffer in one allocation (one fill instead of five): dA
     # partials (b, D, N), kc (2, b, D, N), dB and dC rows (rows, N, L), dgaps rows (rows, L),
     # each starting on a 16-byte boundary (as _s6_host.cpp lays them out)
@@ -166,7 +187,7 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
         kc[ceil_div(length, bl) % 2] = glast
     ints, consts = _bwd_scalars(batch, dim, length, groups, nstate, cfg, save, n_sub,
                                 Dsk is not None, z is not None, bias is not None, softplus,
-                                gaps is not None, gaps_grad, deterministic)
+                                gaps is not None, gaps_grad, deterministic, ncopy)
     launch(_s6v3_bwd_kernel, (batch, progs), (
         u, dt, A, B4, C4, u if Dsk is None else Dsk, u if z is None else z,
         u if bias is None else bias, u if gaps is None else gaps, carry, gout, kc,
@@ -178,11 +199,13 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
         dC = dC.reshape(groups, ppg, batch, nstate, length).sum(1).transpose(0, 1)
         if gaps_grad:
             dgaps = dg.reshape(groups * ppg, batch, length).sum(0)
-    else:
-        dB = dB.reshape(batch, groups, nstate, length)
-        dC = dC.reshape(batch, groups, nstate, length)
+    else:  # copies outermost: (ncopy, batch, groups, ...)
+        dB = dB.reshape(ncopy, batch, groups, nstate, length)
+        dC = dC.reshape(ncopy, batch, groups, nstate, length)
+        dB, dC = (dB[0], dC[0]) if ncopy == 1 else (dB.sum(0), dC.sum(0))
         if gaps_grad:
-            dgaps = dg.reshape(batch, groups, length).sum(1)
+            dgaps = dg.reshape(ncopy * batch, groups, length).sum(1)
+            dgaps = dgaps if ncopy == 1 else dgaps.view(ncopy, batch, length).sum(0)
     dA = dA_p[0] if batch == 1 else dA_p.sum(0)  # no launch at batch 1
     dD = None if Dsk is None else (dD_p[0] if batch == 1 else dD_p.sum(0))
     dbias = None if bias is None else (db_p[0] if batch == 1 else db_p.sum(0))
@@ -333,8 +356,10 @@ def _host_plans(u, delta, A, B, C, Dsk, z, bias, softplus):
     f_ints, f_consts = _fwd_scalars(batch, dim, length, groups, nstate, fwd_cfg, save, *has,
                                     softplus, False)
     f_types = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, *fill, u.dtype, u.dtype, _DT)
+    ncopy = _n_copies(batch, dim, length, groups, nstate, u.element_size(),
+                      dim // bwd_cfg[0], False)
     b_ints, b_consts = _bwd_scalars(batch, dim, length, groups, nstate, bwd_cfg, save, 1, *has,
-                                    softplus, False, False, False)
+                                    softplus, False, False, False, ncopy)
     b_types = (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, *fill, u.dtype, _DT, u.dtype,
                _DT, u.dtype, delta.dtype, fill[1] if z is not None else u.dtype) + (_DT,) * 6
     fk = cached(_s6v3_fwd_kernel, fwd_cfg[2], f_types, f_ints, f_consts)
@@ -345,7 +370,7 @@ def _host_plans(u, delta, A, B, C, Dsk, z, bias, softplus):
     bp = _host.plan(bk, (batch, dim // bwd_cfg[0]), b_ints, 21)
     if fp is None or bp is None:
         return False  # a kernel the C++ launcher cannot launch: never try again
-    return fp, bp, [batch, dim, length, nstate, groups, f_ints[-1]]
+    return fp, bp, [batch, dim, length, nstate, groups, f_ints[-1], ncopy]
 
 
 def _host_apply(u, delta, A, B, C, Dsk, z, bias, softplus):

@@ -98,7 +98,9 @@ def test_plans_are_looked_up_under_the_keys_the_python_launches_use(monkeypatch,
         assert plan[3:5] == list(grid)
         assert plan[5] == n_ints and plan[7::2] == list(ints)
     batch, dim, length, nstate, groups = shape
-    assert sizes == [batch, dim, length, nstate, max(1, groups), carry.shape[2] - 1]
+    copies = v3._n_copies(batch, dim, length, max(1, groups), nstate, t["u"].element_size(),
+                          dim // bwd_cfg[0], False)  # as _s6_bwd counts them
+    assert sizes == [batch, dim, length, nstate, max(1, groups), carry.shape[2] - 1, copies]
 
 
 class _FakeExt:
@@ -159,6 +161,8 @@ def test_python_path_for_cpu_tensors():
     ((1, 256, 300, 16, 0), torch.bfloat16, True),
     ((2, 64, 130, 16, 2), torch.float32, False),
     ((1, 4, 37, 4, 0), torch.float16, True),  # D*L*2 bytes not a 16-byte multiple: carve pads
+    ((1, 128, 512, 4, 0), torch.bfloat16, True),  # dB/dC rows in 4 copies (v3._n_copies)
+    ((1, 64, 256, 4, 2), torch.float32, False),  # 2 copies, fp32 rows (no cast), G=2
 ])
 def test_cpp_path_equals_python_path_on_the_gpu(monkeypatch, shape, dtype, optional):
     t = {k: (None if v is None else v.cuda().requires_grad_(True))

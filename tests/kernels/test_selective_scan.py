@@ -128,6 +128,29 @@ def test_v3_backward_chunks_longer_than_forward(monkeypatch, det):
     _check(k_v3, low, ref, True, tol=1e-5, deterministic=det)
 
 
+@pytest.mark.parametrize("ncopy,flags", [(2, {}), (4, dict(with_gaps=False, bc3=True))])
+def test_v3_dbc_rows_in_copies(monkeypatch, ncopy, flags):
+    """dB/dC (and dgaps) added into several copies of their rows, then summed: the same
+    gradients. The default only makes copies where they fit in half of u's bytes, which the
+    interpreter's small shapes never do, so the count is forced here."""
+    monkeypatch.setattr(k_v3, "_n_copies", lambda *a: min(ncopy, a[-2]))  # <= programs
+    low, ref = _inputs(2, 8, 4, 21, 2 if not flags.get("bc3") else 1, torch.float32, seed=53,
+                       **flags)
+    _check(k_v3, low, ref, True, tol=1e-5)
+
+
+def test_v3_copies_rule():
+    """Copies: powers of two, at most 16 (4 with many channels) and one per program, all
+    within half of u's bytes; one in deterministic mode."""
+    n = k_v3._n_copies
+    assert n(1, 1024, 2048, 1, 16, 2, 1024, False) == 8  # 8 x 256 KB = u's 4 MB / 2
+    assert n(1, 1024, 2048, 1, 64, 2, 1024, False) == 2
+    assert n(1, 1024, 2048, 1, 16, 2, 1024, True) == 1
+    assert n(1, 1024, 32768, 1, 16, 4, 3, False) == 2  # one per program
+    assert n(8, 2048, 4096, 1, 16, 2, 2048, False) == 4  # many channels
+    assert n(1, 1024, 32768, 1, 16, 4, 1024, False) == 16
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_inputs_within_loose_tolerance(kernel, dtype):
     low, ref = _inputs(2, 4, 4, 24, 2, dtype, seed=11)
