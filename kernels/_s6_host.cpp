@@ -186,22 +186,20 @@ struct S6Fn : public torch::autograd::Function<S6Fn> {
                   base + n_dd, base + o_db, base + o_dc, base + o_db});
     // dB, dC: rows (batch, G, N, L) summed over nothing (one row per batch and group), in
     // the shape B and C came in ((batch, N, L) is (batch, 1, N, L))
-    // (the copies summed first: one op for both)
-    at::Tensor rows_bc = buf;  // dB at offset o_db, dC at o_db + gap
-    int64_t off_b = o_db, gap = n_bc;
+    // (copies first added into copy 0 in place, dB and dC together: log2(ncopy) adds)
     if (ncopy > 1) {
-      rows_bc = buf.as_strided({2, ncopy, n_row}, {n_bc, n_row, 1}, o_db).sum(1);  // (2, n_row)
-      off_b = 0, gap = n_row;
+      at::Tensor cp = buf.as_strided({2, ncopy, n_row}, {n_bc, n_row, 1}, o_db);
+      for (int64_t h = ncopy / 2; h >= 1; h /= 2) cp.narrow(1, 0, h).add_(cp.narrow(1, h, h));
     }
     at::Tensor dB, dC;
     if (B.scalar_type() != at::kFloat && B.scalar_type() == C.scalar_type()) {
-      // both rows cast by one op: the dB and dC parts are adjacent
-      at::Tensor both = rows_bc.as_strided({2 * gap}, {1}, off_b).to(B.scalar_type());
+      // both rows (copy 0 of each) cast by one op
+      at::Tensor both = buf.as_strided({2, n_row}, {n_bc, 1}, o_db).to(B.scalar_type());
       dB = both.as_strided(B.sizes(), B.strides(), 0);
-      dC = both.as_strided(C.sizes(), C.strides(), gap);
+      dC = both.as_strided(C.sizes(), C.strides(), n_row);
     } else {
-      dB = rows_bc.as_strided(B.sizes(), B.strides(), off_b);
-      dC = rows_bc.as_strided(C.sizes(), C.strides(), off_b + gap);
+      dB = buf.as_strided(B.sizes(), B.strides(), o_db);
+      dC = buf.as_strided(C.sizes(), C.strides(), o_dc);
       if (dB.scalar_type() != B.scalar_type()) dB = dB.to(B.scalar_type());
       if (dC.scalar_type() != C.scalar_type()) dC = dC.to(C.scalar_type());
     }

@@ -106,21 +106,30 @@ def _n_sub(batch: int, dim: int, bd: int, d_per_group: int, min_programs: int) -
 def _n_copies(batch: int, dim: int, length: int, groups: int, nstate: int, esize: int,
               progs: int, deterministic: bool) -> int:
     """Copies of the dB/dC rows that the backward's atomic adds are spread over (program p
-    adds into copy p % k; the copies are summed after). Every program of a (batch, group)
-    adds into the same rows at about the same time, and that contention costs: on an H100
-    at B=1, D=1024 the backward kernel took 198 -> 184 (4 copies) -> 175 us (16) at L=2K
-    N=16, and 683 -> 566 us (4) at L=2K N=64 (benchmarks/NOTES_s6.md, sixth session).
-    Powers of two; at most 16, or 4 with many channels (16 was slower at S6-A); at most one
-    per program; all copies within half of u's bytes, which keeps the peak memory of every
-    benchmark shape below mamba_ssm's."""
-    if deterministic:
+    adds into copy p % k; the copies are then added into copy 0 in place, log2(k) adds).
+    Every program of a (batch, group) adds into the same rows at about the same time, and
+    that contention costs: on an H100 at B=1, D=1024 the backward kernel took 198 -> 184
+    (4 copies) -> 175 us (16) at L=2K N=16, and 683 -> 566 us (4) at L=2K N=64
+    (benchmarks/NOTES_s6.md, sixth session). With many channels (batch * D >= 16 * 132)
+    copies did not pay: TS-S6 forward+backward 7% slower with 4. Powers of two, at most 16
+    and one per program, all copies within half of u's bytes (the extra copies then stay
+    inside the peak-memory margin over mamba_ssm at every benchmark shape)."""
+    if deterministic or batch * dim >= 16 * 132:
         return 1
     per_copy = 2 * batch * groups * nstate * length * 4  # dB and dC rows, fp32
-    cap = min(16 if batch * dim < 16 * 132 else 4, progs)
     k = 1
-    while 2 * k <= cap and 2 * k * per_copy <= batch * dim * length * esize // 2:
+    while 2 * k <= min(16, progs) and 2 * k * per_copy <= batch * dim * length * esize // 2:
         k *= 2
     return k
+
+
+def _fold_copies(rows: torch.Tensor) -> torch.Tensor:
+    """(k, ...) copies, k a power of two -> their sum, in place in copy 0 (no allocation)."""
+    k = rows.shape[0]
+    while k > 1:
+        k //= 2
+        rows[:k].add_(rows[k:2 * k])
+    return rows[0]
 
 
 def _fwd_scalars(batch, dim, length, groups, nstate, cfg, save, has_d, has_z, has_bias,
@@ -202,10 +211,9 @@ def _s6_bwd(gout, glast, u, dt, A, B4, C4, Dsk, z, bias, gaps, carry, softplus,
     else:  # copies outermost: (ncopy, batch, groups, ...)
         dB = dB.reshape(ncopy, batch, groups, nstate, length)
         dC = dC.reshape(ncopy, batch, groups, nstate, length)
-        dB, dC = (dB[0], dC[0]) if ncopy == 1 else (dB.sum(0), dC.sum(0))
+        dB, dC = _fold_copies(dB), _fold_copies(dC)
         if gaps_grad:
-            dgaps = dg.reshape(ncopy * batch, groups, length).sum(1)
-            dgaps = dgaps if ncopy == 1 else dgaps.view(ncopy, batch, length).sum(0)
+            dgaps = _fold_copies(dg.reshape(ncopy, batch, groups, length)).sum(1)
     dA = dA_p[0] if batch == 1 else dA_p.sum(0)  # no launch at batch 1
     dD = None if Dsk is None else (dD_p[0] if batch == 1 else dD_p.sum(0))
     dbias = None if bias is None else (db_p[0] if batch == 1 else db_p.sum(0))

@@ -139,15 +139,22 @@ def test_v3_dbc_rows_in_copies(monkeypatch, ncopy, flags):
     _check(k_v3, low, ref, True, tol=1e-5)
 
 
+def test_v3_fold_copies_sums_in_place():
+    rows = torch.randn(8, 3, 5, dtype=torch.float64)
+    want = rows.sum(0)
+    got = k_v3._fold_copies(rows)
+    assert got.data_ptr() == rows.data_ptr() and torch.allclose(got, want, rtol=1e-14)
+
+
 def test_v3_copies_rule():
-    """Copies: powers of two, at most 16 (4 with many channels) and one per program, all
-    within half of u's bytes; one in deterministic mode."""
+    """Copies: powers of two, at most 16 and one per program, all within half of u's
+    bytes; one with many channels and in deterministic mode."""
     n = k_v3._n_copies
     assert n(1, 1024, 2048, 1, 16, 2, 1024, False) == 8  # 8 x 256 KB = u's 4 MB / 2
     assert n(1, 1024, 2048, 1, 64, 2, 1024, False) == 2
     assert n(1, 1024, 2048, 1, 16, 2, 1024, True) == 1
     assert n(1, 1024, 32768, 1, 16, 4, 3, False) == 2  # one per program
-    assert n(8, 2048, 4096, 1, 16, 2, 2048, False) == 4  # many channels
+    assert n(8, 2048, 4096, 1, 16, 2, 2048, False) == 1  # many channels
     assert n(1, 1024, 32768, 1, 16, 4, 1024, False) == 16
 
 
