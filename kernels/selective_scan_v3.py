@@ -110,14 +110,17 @@ def _n_copies(batch: int, dim: int, length: int, groups: int, nstate: int, esize
     Every program of a (batch, group) adds into the same rows at about the same time, and
     that contention costs: on an H100 at B=1, D=1024 the backward kernel took 198 -> 184
     (4 copies) -> 175 us (16) at L=2K N=16, and 683 -> 566 us (4) at L=2K N=64
-    (benchmarks/NOTES_s6.md, sixth session). None with many channels (batch * D >= 16 *
-    132), where they did not pay: TS-S6 forward+backward 7% slower with 4. Where a step is
-    host-bound (B1-L2K-N16) the device time improves (graph replays 1.14-1.16x mamba_ssm's
-    against 1.07x without copies) and the wall clock shows neither gain nor loss through
-    the host's noise. Powers of two, at most 16 and one per program, all copies within half
-    of u's bytes (the extra copies then stay inside the peak-memory margin over mamba_ssm
-    at every benchmark shape)."""
-    if deterministic or batch * dim >= 16 * 132:
+    (benchmarks/NOTES_s6.md, sixth session). None where they did not pay:
+    - many channels (batch * D >= 16 * 132): TS-S6 forward+backward 7% slower with 4;
+    - short backwards (batch * D * L * N <= 2^25, ~0.2 ms on an H100), where a training
+      step is host-bound: the log2(k) adds after the kernel are more host work, and at
+      B1-L2K-N16 the wall clock showed no gain through the host's noise (forward+backward
+      0.76-1.20x in four readings with 8 copies, 0.86-1.04x in five without), although
+      the device time improved (graph replays 1.14-1.16x against 1.07x).
+    Powers of two, at most 16 and one per program, all copies within half of u's bytes
+    (the extra copies then stay inside the peak-memory margin over mamba_ssm at every
+    benchmark shape)."""
+    if deterministic or batch * dim >= 16 * 132 or batch * dim * length * nstate <= 1 << 25:
         return 1
     per_copy = 2 * batch * groups * nstate * length * 4  # dB and dC rows, fp32
     k = 1

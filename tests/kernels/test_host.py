@@ -161,10 +161,12 @@ def test_python_path_for_cpu_tensors():
     ((1, 256, 300, 16, 0), torch.bfloat16, True, None),
     ((2, 64, 130, 16, 2), torch.float32, False, None),
     ((1, 4, 37, 4, 0), torch.float16, True, None),  # D*L*2 not a 16-byte multiple: carve pads
-    ((1, 128, 512, 4, 0), torch.bfloat16, True, 4),  # dB/dC rows in 4 copies (v3._n_copies)
-    ((1, 64, 256, 4, 2), torch.float32, False, 2),  # 2 copies; fp32 rows, no cast, G=2
+    ((1, 128, 512, 4, 0), torch.bfloat16, True, 4),  # dB/dC rows in copies (v3._n_copies:
+    ((1, 64, 256, 4, 2), torch.float32, False, 2),  # forced; fp32 rows, no cast, G=2)
 ])
 def test_cpp_path_equals_python_path_on_the_gpu(monkeypatch, shape, dtype, optional, copies):
+    if copies:  # the rule makes copies for long sequences only; both paths read it
+        monkeypatch.setattr(v3, "_n_copies", lambda *a: 1 if a[-1] else min(copies, a[-2]))
     t = {k: (None if v is None else v.cuda().requires_grad_(True))
          for k, v in _inputs(*shape, dtype, optional).items()}
     gout = torch.randn(shape[:3], device="cuda").to(dtype)
@@ -188,12 +190,7 @@ def test_cpp_path_equals_python_path_on_the_gpu(monkeypatch, shape, dtype, optio
     assert type(out.grad_fn).__name__ == "CppFunction"
     assert torch.equal(out, ref)
     (plan,) = [e for e in _host._PLANS.values() if e[2][:4] == list(shape[:4])]
-    batch, dim, length, nstate, groups = shape
-    esize = t["u"].element_size()
-    bwd_cfg = v3._configs(batch, dim, dim // max(1, groups), length, esize, nstate)[1]
-    want = v3._n_copies(batch, dim, length, max(1, groups), nstate, esize, dim // bwd_cfg[0],
-                        False)
-    assert plan[2][6] == want == (copies or want)  # the C++ backward's copies of dB/dC
+    assert plan[2][6] == (copies or 1)  # the C++ backward's copies of the dB/dC rows
     monkeypatch.setenv("SSMTS_CHECK_GPU_VALUES", "1")  # the C++ lookup declines; Python
     checked, _ = step()  # checks the values, then runs the registered plan
     assert type(checked.grad_fn).__name__ == "CppFunction" and torch.equal(checked, ref)

@@ -148,9 +148,10 @@ def test_v3_fold_copies_sums_in_place():
 
 def test_v3_copies_rule():
     """Copies: powers of two, at most 16 and one per program, all within half of u's
-    bytes; one with many channels and in deterministic mode."""
+    bytes; one with many channels, for short backwards and in deterministic mode."""
     n = k_v3._n_copies
-    assert n(1, 1024, 2048, 1, 16, 2, 1024, False) == 8  # 8 x 256 KB = u's 4 MB / 2
+    assert n(1, 1024, 2048, 1, 16, 2, 1024, False) == 1  # a short backward: host-bound
+    assert n(1, 1024, 4096, 1, 16, 2, 1024, False) == 8  # 8 x 512 KB = u's 8 MB / 2
     assert n(1, 1024, 2048, 1, 64, 2, 1024, False) == 2
     assert n(1, 1024, 2048, 1, 16, 2, 1024, True) == 1
     assert n(1, 1024, 32768, 1, 16, 4, 3, False) == 2  # one per program
