@@ -113,10 +113,10 @@ def _n_copies(batch: int, dim: int, length: int, groups: int, nstate: int, esize
     (benchmarks/NOTES_s6.md, sixth session). None where they did not pay:
     - many channels (batch * D >= 16 * 132): TS-S6 forward+backward 7% slower with 4;
     - short backwards (batch * D * L * N <= 2^25, ~0.2 ms on an H100), where a training
-      step is host-bound: the log2(k) adds after the kernel are more host work, and at
-      B1-L2K-N16 the wall clock showed no gain through the host's noise (forward+backward
-      0.76-1.20x in four readings with 8 copies, 0.86-1.04x in five without), although
-      the device time improved (graph replays 1.14-1.16x against 1.07x).
+      step is host-bound and the log2(k) adds after the kernel are more host work. At
+      B1-L2K-N16 the device time improved (graph replays 1.14-1.16x against 1.07x), but
+      full runs on the wall clock read 0.90x, 0.86x, 0.76x and 0.76x with 8 copies (the
+      last losing all 21 rounds) against 0.91x without.
     Powers of two, at most 16 and one per program, all copies within half of u's bytes
     (the extra copies then stay inside the peak-memory margin over mamba_ssm at every
     benchmark shape)."""
