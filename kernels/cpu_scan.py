@@ -34,8 +34,7 @@ import threading
 import torch
 from torch.autograd.function import once_differentiable
 
-from ssmts.ssm._validate import as_tensor, check_finite
-from ssmts.ssm.scan import _prepare, _real_view
+from ssmts.ssm.scan import _name_non_finite, _prepare, _sum_finite
 
 __all__ = ["linear_scan_cpu", "available", "status", "SUPPORTED_DTYPES"]
 
@@ -206,7 +205,7 @@ class _CpuScanFn(torch.autograd.Function):
         out = torch.empty_like(b)  # b's memory layout, so moving time back is free
         _call(lib.ssmts_scan_fwd, b.shape[0], [a.expand(b.shape), b, h0], [out],
               [True, True, False, True])
-        ok = bool(torch.isfinite(_real_view(out[-1]).sum()))
+        ok = _sum_finite(out[-1])
         ctx.save_for_backward(a, h0, out)
         flag = torch.tensor(ok)
         ctx.mark_non_differentiable(flag)
@@ -267,6 +266,5 @@ def linear_scan_cpu(a, b, h0=None, dim: int = 1) -> torch.Tensor:
         raise RuntimeError(f"linear_scan_cpu: {status()}; use ssmts.ssm.linear_scan_chunked")
     h, ok = _CpuScanFn.apply(a, b, h0)
     if not bool(ok):  # a NaN/inf went in, or the states overflowed: name the culprit
-        for name, t in (("a", a_in), ("b", b_in)):
-            check_finite(as_tensor(t, name).detach(), name)
+        _name_non_finite(a_in, b_in)
     return h.movedim(0, dim)

@@ -45,10 +45,22 @@ _warned: set[str] = set()
 
 
 # ----------------------------------------------------------------------------- validation
+def _sum_finite(x: torch.Tensor) -> bool:
+    """One reduction: False if x holds NaN/inf (or its sum overflows)."""
+    return bool(torch.isfinite(_real_view(x).sum()))
+
+
 def _check_finite_fast(x: torch.Tensor, name: str) -> None:
     """One reduction decides the common case; the element-wise check runs only if it fails."""
-    if x.numel() and not bool(torch.isfinite(_real_view(x).sum())):
+    if x.numel() and not _sum_finite(x):
         check_finite(x, name)  # raises unless the sum merely overflowed
+
+
+def _name_non_finite(a, b) -> None:
+    """After a scan whose last state was not finite: raise naming ``a`` or ``b`` if either
+    holds NaN/inf; otherwise the states merely overflowed, which is not an input error."""
+    for name, t in (("a", a), ("b", b)):
+        check_finite(as_tensor(t, name).detach(), name)
 
 
 def _real_view(x: torch.Tensor) -> torch.Tensor:
@@ -289,7 +301,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         total, last = _chunked_forward(a, b, h0, chunk, h)
         # NaN/inf anywhere in a or b reaches the last state through the carries (0 * inf = NaN);
         # one sum decides the common case (an overflowing sum only costs the caller a re-check)
-        ok = bool(torch.isfinite(_real_view(last).sum()))
+        ok = _sum_finite(last)
         ctx.save_for_backward(a, h0, h, total)
         ctx.chunk = chunk
         flag = torch.tensor(ok)
@@ -402,8 +414,7 @@ def linear_scan_chunked(a, b, h0=None, dim: int = 1, chunk: int | None = None) -
         chunk = _default_chunk(b.shape[0], b[0].numel())
     h, ok = _ChunkedScanFn.apply(a, b, h0, chunk)
     if not bool(ok):  # a NaN/inf went in, or the states overflowed: name the culprit
-        for name, t in (("a", a_in), ("b", b_in)):
-            check_finite(as_tensor(t, name).detach(), name)
+        _name_non_finite(a_in, b_in)
     return h.movedim(0, dim)
 
 
