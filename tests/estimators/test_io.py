@@ -8,6 +8,7 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from ssmts.estimators import SSMForecaster
+from ssmts.estimators._io import _config_sha
 
 KW = dict(lookback=12, horizon=3, d_model=8, n_layers=1, d_state=4, max_epochs=1,
           batch_size=64, val_size=0, random_state=0, device="cpu")
@@ -35,7 +36,8 @@ def test_round_trip_identical(saved):
     pd.testing.assert_frame_equal(f.predict(7), g.predict(7))
     pd.testing.assert_frame_equal(f.predict_quantiles(3), g.predict_quantiles(3))
     cfg = json.loads((path / "config.json").read_text())
-    assert cfg["version"] and len(cfg["weights_sha256"]) == 64
+    assert cfg["version"] and len(cfg["weights_sha256"]) == 64 and cfg["format"] == 3
+    assert cfg["config_sha256"] == _config_sha(cfg)
 
 
 def _copy(path, tmp_path):
@@ -61,7 +63,8 @@ def test_tampered_header(saved, tmp_path):
     (dst / "model.safetensors").write_bytes(bytes(raw))
     cfg = json.loads((dst / "config.json").read_text())
     import hashlib
-    cfg["weights_sha256"] = hashlib.sha256(bytes(raw)).hexdigest()  # hash forged too
+    cfg["weights_sha256"] = hashlib.sha256(bytes(raw)).hexdigest()  # hashes forged too
+    cfg["config_sha256"] = _config_sha(cfg)
     (dst / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"model\.safetensors.*header is corrupt"):
         SSMForecaster.load(dst)
