@@ -22,7 +22,9 @@ from ssmts.data import (SeriesData, align_exog, from_predictions, future_times, 
                         to_series_data)
 from ssmts.estimators import _convert as _cv
 from ssmts.estimators import _rollout as _ro
-from ssmts.models.forecast import WINDOW_NORMS, ForecastNet
+from ssmts.estimators._checks import (check_coverage, check_forecaster_params, check_h,
+                                      check_levels_list, is_int, is_real, non_finite_forecast)
+from ssmts.models.forecast import ForecastNet
 
 __all__ = ["SSMForecaster"]
 
@@ -34,11 +36,13 @@ _LAYER_DEFAULTS: dict = {"s5": {"dt_min": 1e-2, "dt_max": 1.0},
                          "s4": {"dt_min": 1e-2, "dt_max": 1.0},
                          "s4d": {"dt_min": 1e-2, "dt_max": 1.0}}
 
+
+def _fitted_name(k: str) -> bool:
+    """A learned attribute (sklearn's rule: ends in one underscore, not private)."""
+    return k.endswith("_") and not k.startswith("_") and not k.endswith("__")
+
+
 _DEFAULT_Q = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 class SSMForecaster(BaseEstimator):
@@ -47,7 +51,12 @@ class SSMForecaster(BaseEstimator):
     Parameters
     ----------
     backbone : {"s5", "s4", "s4d", "mamba"}
-        Sequence layer of the backbone (all causal).
+        Sequence layer of the backbone (all causal): "s5" MIMO S5, "s4" the DPLR S4
+        (HiPPO-LegS, Cauchy kernel), "s4d" the diagonal S4D, "mamba" selective.
+    layer_kwargs : dict, optional
+        Options of the backbone's layer (``ssmts.layers.block.layer_options(backbone)``
+        lists them, e.g. ``{"rank": 2}`` for "s4", ``{"blocks": 4}`` for "s5",
+        ``{"expand": 1}`` for "mamba"); they override the estimator's Δ range defaults.
     lookback : int
         Context rows the network reads (training windows and the forecast origin).
     horizon : int
@@ -65,7 +74,7 @@ class SSMForecaster(BaseEstimator):
     early_stopping : bool
         Stop when the validation loss stops improving (patience 5) if ``val_size``.
     val_size : int or float
-        Validation tail per series, steps (int) or fraction (float); 0 = none.
+        Validation tail per series, steps (int >= 0) or fraction (float in [0, 1)); 0 = none.
         Raised to ``horizon``; dropped with a warning when the series are too short.
     scaler : {"series", "channel", "global", "none"}
         NaN-aware standardisation of y (covariates are always standardised per channel).
@@ -87,7 +96,9 @@ class SSMForecaster(BaseEstimator):
     trainer_kwargs : dict, optional
         Passed to ``lightning.Trainer`` (devices, strategy, precision, callbacks, ...).
     random_state : int, optional
-        Seeds everything (``lightning.seed_everything``); same seed, same predictions on CPU.
+        Seeds the training (weights, window order, dropout); same seed, same predictions on
+        the CPU. Seeding is local: the caller's global numpy / Python / torch generators
+        and environment are left as they were.
     verbose : bool
         Progress bar and model summary.
     target_transformer : sklearn transformer, optional
@@ -105,6 +116,8 @@ class SSMForecaster(BaseEstimator):
     index_meta_ : TimeIndexMeta of the forecast origin (``last`` = last stamps seen)
     context_ : SeriesData, last ``lookback`` rows seen (target-transformed, unscaled)
     train_loss_, val_loss_ : list of float, loss per epoch
+    naive_loss_ : float, loss of the last-value forecast on the training windows (a warning
+        says when the final training loss is worse)
     n_exog_ : int, covariate columns (0 = none)
 
     Examples
@@ -127,7 +140,7 @@ class SSMForecaster(BaseEstimator):
                  window_norm: str | None = "mean", window_affine: bool = False, stride: int = 1,
                  id_col=None, time_col=None, device: str = "auto", trainer_kwargs=None,
                  random_state: int | None = None, verbose: bool = False,
-                 target_transformer=None):
+                 target_transformer=None, layer_kwargs: dict | None = None):
         self.backbone = backbone
         self.lookback = lookback
         self.horizon = horizon
@@ -155,28 +168,12 @@ class SSMForecaster(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.target_transformer = target_transformer
+        self.layer_kwargs = layer_kwargs
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
-        for name in ("lookback", "horizon", "d_model", "n_layers", "d_state", "max_epochs",
-                     "batch_size", "stride"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        choices = {"backbone": ("s5", "s4", "s4d", "mamba"), "loss": ("mse", "mae", "quantile"),
-                   "channel": ("mixed", "independent"), "lr_schedule": ("cosine", "constant"),
-                   "window_norm": WINDOW_NORMS}
-        for name, ok in choices.items():
-            if getattr(self, name) not in ok:
-                raise ValueError(f"{name}: expected one of {list(ok)}, got {getattr(self, name)!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout: expected a float in [0, 1), got {self.dropout!r}")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
-        if self.quantiles is not None:
-            q = np.asarray(self.quantiles, dtype=float)
-            if q.ndim != 1 or q.size == 0 or np.any((q <= 0) | (q >= 1)):
-                raise ValueError(f"quantiles: expected levels in (0, 1), got {self.quantiles!r}")
+        """Validate every constructor parameter; errors name it, its value and what it takes."""
+        check_forecaster_params(self)
 
     def _quantile_levels(self) -> tuple | None:
         if self.loss != "quantile":
@@ -239,7 +236,30 @@ class SSMForecaster(BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        TrainingDiverged
+            The loss or the weights stopped being finite (a ``FloatingPointError`` naming
+            the epoch, step and learning rate).
+
+        Notes
+        -----
+        Fitting is transactional: the fitted attributes change together, and only when
+        training succeeds; on any error, and on Ctrl-C (``KeyboardInterrupt``), the
+        estimator keeps what it had before (fitted or not).
         """
+        before = {k: v for k, v in vars(self).items() if _fitted_name(k)}
+        try:
+            self._fit(y, X)
+        except BaseException:
+            for k in [k for k in vars(self) if _fitted_name(k)]:
+                delattr(self, k)
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit(self, y: Any, X: Any) -> None:
         self._check_params()
         raw = self._read(y, "y")
         self.n_masked_ = raw.n_masked
@@ -263,15 +283,20 @@ class SSMForecaster(BaseEstimator):
         exog = None if ex is None else self.exog_scaler_.transform(ex)
         self._train(self._scale(data), exog)
         self._set_origin(data, exog)
-        return self
 
     def _train(self, scaled: SeriesData, exog: np.ndarray | None) -> None:
-        """Build net_ and train it with Lightning; sets train_loss_ / val_loss_."""
+        """Build net_ and train it with Lightning; sets train_loss_ / val_loss_ / naive_loss_."""
         from ssmts.estimators._fitting import train_network
 
-        self.net_, self.train_loss_, self.val_loss_ = train_network(self, scaled, exog)
-        if self.train_loss_ and not np.isfinite(self.train_loss_[-1]):
-            warnings.warn("fit: the training loss is not finite; lower lr", UserWarning)
+        self.net_, self.train_loss_, self.val_loss_, self.naive_loss_ = train_network(
+            self, scaled, exog)
+        final = self.train_loss_[-1] if self.train_loss_ else np.nan
+        if final > self.naive_loss_:
+            warnings.warn(f"fit: the final training loss {final:.4g} is worse than a naive "
+                          f"(last value) forecast's {self.naive_loss_:.4g} on the same windows "
+                          f"(loss={self.loss!r}, scaled units): training did not converge; "
+                          f"try a lower lr (now {self.lr:g}) or more epochs (now "
+                          f"{self.max_epochs})", UserWarning, stacklevel=4)
 
     def _build_net(self) -> ForecastNet:
         q = self._quantile_levels()
@@ -279,7 +304,8 @@ class SSMForecaster(BaseEstimator):
                            n_outputs=1 if q is None else len(q), channel=self.channel,
                            backbone=self.backbone, d_model=self.d_model, n_layers=self.n_layers,
                            d_state=self.d_state, dropout=float(self.dropout),
-                           layer_kwargs=_LAYER_DEFAULTS.get(self.backbone),
+                           layer_kwargs={**_LAYER_DEFAULTS.get(self.backbone, {}),
+                                         **(self.layer_kwargs or {})},
                            window_norm=self.window_norm, norm_affine=bool(self.window_affine))
 
     # ----------------------------------------------------------------- origin
@@ -308,12 +334,15 @@ class SSMForecaster(BaseEstimator):
     def _prepare(self, context, h, X, at, stamps=None):
         """Origin, future gaps, covariates and output metadata for a forecast."""
         check_is_fitted(self, "net_")
-        if _is_int(context):
+        if is_real(context) or isinstance(context, (bool, np.bool_, str, bytes)):
             if h is not None:
                 raise TypeError("predict: h given twice (positionally and as h=)")
             context, h = None, context
-        if h is not None and (not _is_int(h) or h < 1):
-            raise ValueError(f"h: expected a positive int number of steps, got {h!r}")
+            if isinstance(h, (str, bytes)):
+                raise ValueError(f"h: expected a positive int number of steps ahead (e.g. 24), "
+                                 f"got {h!r}; for forecasts at given times pass at=[...], for "
+                                 "a new context pass a container like y")
+        check_h(h)
         if context is None:
             origin, ctx = self.origin_, self.context_
         else:
@@ -368,6 +397,7 @@ class SSMForecaster(BaseEstimator):
         out, ctx, stamps = self._forecast(context, h, X, at)
         pred = self._point(np.moveaxis(out, 0, -1))  # (n, h, C) scaled
         pred = self._inverse_target(self.scaler_.inverse_transform(pred))
+        non_finite_forecast(pred, "predict")
         return from_predictions(pred, ctx.meta, stamps)
 
     def predict_quantiles(self, context: Any = None, /, h: int | None = None, quantiles=None,
@@ -396,7 +426,7 @@ class SSMForecaster(BaseEstimator):
         if q is None:
             raise ValueError(f"{where}: the model was trained with loss={self.loss!r}; "
                              "refit with loss='quantile' for quantile forecasts")
-        levels = q if levels is None else tuple(float(x) for x in np.atleast_1d(levels))
+        levels = q if levels is None else check_levels_list(levels, "quantiles")
         if min(levels) < q[0] - 1e-12 or max(levels) > q[-1] + 1e-12:
             raise ValueError(f"quantiles: levels {list(levels)} lie outside the trained range "
                              f"[{q[0]}, {q[-1]}]; refit with wider quantiles=")
@@ -409,8 +439,7 @@ class SSMForecaster(BaseEstimator):
         ``coverage`` in (0, 1) gives the levels (1 - coverage) / 2 and (1 + coverage) / 2,
         which must lie in the trained quantile range.
         """
-        if not 0.0 < float(coverage) < 1.0:
-            raise ValueError(f"coverage: expected a float in (0, 1), got {coverage!r}")
+        coverage = check_coverage(coverage)
         lo, hi = (1 - coverage) / 2, (1 + coverage) / 2
         self._check_levels([lo, hi], "predict_interval")
         out, ctx, stamps = self._forecast(context, h, X, at)
@@ -422,7 +451,9 @@ class SSMForecaster(BaseEstimator):
         """(n_out, n, h, C) scaled outputs -> (n_levels, n, h, C) in y's units, monotone."""
         q = self._quantile_levels()
         res = _ro.interp_quantiles(np.sort(np.moveaxis(out, 0, -1), axis=-1), q, levels)
-        return self._inverse_target(self.scaler_.inverse_transform(np.moveaxis(res, -1, 0)))
+        res = self._inverse_target(self.scaler_.inverse_transform(np.moveaxis(res, -1, 0)))
+        non_finite_forecast(res, "predict_quantiles")
+        return res
 
     # ----------------------------------------------------------- update / score
     def update(self, y_new: Any, X_new: Any = None) -> "SSMForecaster":

@@ -17,7 +17,8 @@ from torch import nn
 
 from .base import SSMLayer
 
-__all__ = ["ResidualBlock", "SSMBackbone", "make_layer", "LAYERS"]
+__all__ = ["ResidualBlock", "SSMBackbone", "make_layer", "LAYERS", "BACKBONES", "layer_options",
+           "check_layer_options"]
 
 
 def _layer_classes() -> dict[str, type]:
@@ -31,20 +32,82 @@ def _layer_classes() -> dict[str, type]:
 LAYERS = ("s4", "s5", "mamba")
 
 
+# names the estimators accept; "s4" is the DPLR S4 (HiPPO-LegS, Cauchy kernel), "s4d" the
+# diagonal S4D: the same class with mode fixed
+BACKBONES = ("s5", "s4", "s4d", "mamba")
+_FIXED = {"s4": {"mode": "dplr"}, "s4d": {"mode": "diag"}}
+_SET_BY_BACKBONE = ("self", "d_model", "d_state", "bidirectional")
+
+
+def _resolve(kind: str) -> tuple[type, dict]:
+    classes = _layer_classes()
+    if kind not in BACKBONES:
+        raise ValueError(f"layer: expected one of {list(BACKBONES)}, got {kind!r}")
+    return classes["s4" if kind == "s4d" else kind], dict(_FIXED.get(kind, {}))
+
+
+def layer_options(kind: str) -> tuple[str, ...]:
+    """Keyword options of layer ``kind`` that ``layer_kwargs`` may set."""
+    import inspect
+
+    cls, fixed = _resolve(kind)
+    names = inspect.signature(cls.__init__).parameters
+    return tuple(n for n in names if n not in _SET_BY_BACKBONE and
+                 not (kind == "s4d" and n == "mode"))
+
+
+def check_layer_options(kind: str, d_model: int, d_state: int,
+                        layer_kwargs: dict | None) -> None:
+    """Raise ``ValueError`` naming the option when ``make_layer`` would refuse these settings.
+
+    Checks that ``layer_kwargs`` is a dict of known options of ``kind`` and that one
+    layer builds with them; the messages speak of ``d_state`` / ``layer_kwargs``.
+    """
+    if layer_kwargs is not None and not isinstance(layer_kwargs, dict):
+        raise ValueError(f"layer_kwargs: expected a dict of {kind!r} layer options or None, "
+                         f"got {type(layer_kwargs).__name__}")
+    kw = dict(layer_kwargs or {})
+    allowed = layer_options(kind)
+    unknown = sorted(str(k) for k in kw if k not in allowed)
+    if unknown:
+        raise ValueError(f"layer_kwargs: unknown option(s) {unknown} for backbone {kind!r}; "
+                         f"it accepts {list(allowed)}")
+    if kind in ("s4", "s4d", "s5"):
+        blocks = kw.get("blocks", 1) if kind == "s5" else 1
+        per = d_state // blocks if isinstance(blocks, int) and blocks >= 1 else None
+        if per is None or d_state % blocks or per % 2:
+            what = (f"d_state / layer_kwargs['blocks'] = {d_state}/{blocks}" if blocks != 1
+                    else f"d_state = {d_state}")
+            step = 2 * blocks if isinstance(blocks, int) and blocks >= 1 else 2
+            lo = max(step, d_state // step * step)
+            raise ValueError(f"d_state: backbone {kind!r} keeps its states in complex-"
+                             f"conjugate pairs, so {what} must be an even int; got {d_state} "
+                             f"(try d_state={lo} or {lo + step})")
+    try:
+        make_layer(kind, d_model, d_state, **kw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"layer_kwargs: {kind!r} layer refused {kw} with d_model={d_model}, "
+                         f"d_state={d_state}: {exc}") from None
+
+
 def make_layer(kind: str, d_model: int, d_state: int, bidirectional: bool = False,
                **kwargs: Any) -> SSMLayer:
-    """Build one sequence layer by name: "s4", "s4d" (S4 diagonal), "s5" or "mamba"."""
-    classes = _layer_classes()
-    if kind == "s4d":
-        kind, kwargs = "s4", {"mode": "diag", **kwargs}
-    if kind not in classes:
-        raise ValueError(f"layer: expected one of 's4', 's4d', 's5', 'mamba', got {kind!r}")
+    """Build one sequence layer by name: "s4" (DPLR S4), "s4d" (S4 diagonal), "s5" or "mamba".
+
+    ``kwargs`` are the layer's own options (see :func:`layer_options`); "s4" and "s4d"
+    fix S4's ``mode`` to "dplr" and "diag" unless ``mode`` is passed for "s4".
+    """
+    cls, fixed = _resolve(kind)
+    if kind == "s4d" and kwargs.get("mode", "diag") != "diag":
+        raise ValueError(f"mode: 's4d' is the diagonal S4 (mode='diag'), got "
+                         f"{kwargs['mode']!r}; use layer='s4' for the DPLR S4")
+    kwargs = {**fixed, **kwargs}
     if kind == "mamba":
         if bidirectional:
             raise ValueError("bidirectional: Mamba is causal only; use layer='s4' or 's5' for "
                              "bidirectional models")
-        return classes[kind](d_model, d_state=d_state, **kwargs)
-    return classes[kind](d_model, d_state=d_state, bidirectional=bidirectional, **kwargs)
+        return cls(d_model, d_state=d_state, **kwargs)
+    return cls(d_model, d_state=d_state, bidirectional=bidirectional, **kwargs)
 
 
 class ResidualBlock(SSMLayer):
@@ -93,7 +156,7 @@ class SSMBackbone(SSMLayer):
     Parameters
     ----------
     layer : {"s5", "s4", "s4d", "mamba"}
-        Sequence layer of every block.
+        Sequence layer of every block ("s4": DPLR S4, "s4d": diagonal S4D).
     d_model : int
         Width of the residual stream.
     n_layers : int
@@ -107,7 +170,8 @@ class SSMBackbone(SSMLayer):
     bidirectional : bool
         Non-causal layers (S4/S5 only); such a backbone has no ``step``.
     layer_kwargs : dict, optional
-        Extra keyword arguments for each layer (e.g. ``{"mode": "dplr"}`` for S4).
+        Extra keyword arguments for each layer (its own options, e.g. ``{"rank": 2}`` for
+        S4 or ``{"blocks": 4}`` for S5; see :func:`layer_options`).
 
     Notes
     -----

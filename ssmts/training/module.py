@@ -17,7 +17,10 @@ import lightning as L
 import torch
 from torch import nn
 
-__all__ = ["ForecastModule", "masked_loss", "build_trainer", "quiet_lightning"]
+from ssmts.exceptions import TrainingDiverged
+
+__all__ = ["ForecastModule", "masked_loss", "build_trainer", "quiet_lightning",
+           "TrainingDiverged"]
 
 LOSSES = ("mse", "mae", "quantile")
 
@@ -89,9 +92,25 @@ class ForecastModule(L.LightningModule):
                         batch["future_gaps"], batch.get("context_exog"),
                         batch.get("future_exog"))
 
+    def _diverged(self, what: str) -> TrainingDiverged:
+        epoch, step = self.current_epoch, self.global_step
+        return TrainingDiverged(
+            f"fit: training diverged at epoch {epoch}, step {step} with lr={self.lr:g}: "
+            f"{what}. The data are finite (they were checked); the learning rate is too high "
+            f"for this model: lower lr (e.g. lr={self.lr / 10:g}), keep lr_schedule='cosine', "
+            "or try loss='mae'. The estimator keeps its previous state")
+
     def _loss(self, batch: dict, stage: str) -> torch.Tensor:
-        loss = masked_loss(self(batch), batch["target"], batch["target_mask"], self.loss_name,
+        try:
+            pred = self(batch)
+        except ValueError as exc:  # a scan's NaN/inf check: weights or states overflowed
+            if "non-finite" not in str(exc):
+                raise
+            raise self._diverged(f"the network's internal values overflowed ({exc})") from None
+        loss = masked_loss(pred, batch["target"], batch["target_mask"], self.loss_name,
                            self.quantiles)
+        if stage == "train" and not torch.isfinite(loss):
+            raise self._diverged(f"the training loss became {float(loss)}")
         n = batch["target"].shape[0]
         acc = self._sums[stage]
         acc[0] += float(loss.detach()) * n
@@ -111,6 +130,12 @@ class ForecastModule(L.LightningModule):
         if n:
             out.append(s / n)
         self._sums[stage] = [0.0, 0]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        for name, p in self.net.named_parameters():
+            if not torch.isfinite(p).all():
+                raise self._diverged(f"the weight {name} became non-finite after an "
+                                     "optimiser step")
 
     def on_train_epoch_end(self):
         self._flush("train", self.train_losses)
