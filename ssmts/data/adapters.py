@@ -18,13 +18,15 @@ their ids first appear; shorter series are padded at the END (see
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Hashable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ssmts.data.container import DataMeta, SeriesData, SourceMeta, _plain, infer_time_meta
+from ssmts.data.container import (DataMeta, SeriesData, SourceMeta, TimeIndexMeta, _plain,
+                                  infer_time_meta)
 
 __all__ = ["to_series_data", "future_times", "from_predictions"]
 
@@ -45,7 +47,8 @@ class _Parts(NamedTuple):
 # ---------------------------------------------------------------------------
 def to_series_data(y: Any, *, id_col: Hashable | None = None, time_col: Hashable | None = None,
                    target_cols: Sequence[Hashable] | None = None, time_dim: Hashable | None = None,
-                   series_dim: Hashable | None = None, name: str = "y") -> SeriesData:
+                   series_dim: Hashable | None = None, name: str = "y",
+                   like: TimeIndexMeta | None = None) -> SeriesData:
     """Read any supported container into a :class:`SeriesData` (the input is never mutated).
 
     Parameters
@@ -64,6 +67,11 @@ def to_series_data(y: Any, *, id_col: Hashable | None = None, time_col: Hashable
         xarray dimension names (default: "time", resp. "series" when present).
     name : str
         Argument name used in error messages.
+    like : TimeIndexMeta, optional
+        The time metadata of data already seen (new rows for ``update``): stamps must
+        be of its kind and time zone (an error names both otherwise), numeric time is
+        measured from its origins (so a single new row needs no frequency), and a
+        column may be all NaN (masked, as missing values are in fit).
 
     Returns
     -------
@@ -93,7 +101,7 @@ def to_series_data(y: Any, *, id_col: Hashable | None = None, time_col: Hashable
     else:
         raise TypeError(f"{name}: unsupported type {type(y).__name__}; pass a pandas DataFrame / "
                         "Series, an xarray DataArray / Dataset or a numpy array")
-    return _assemble(parts, name)
+    return _assemble(parts, name, like)
 
 
 def _numeric(df: pd.DataFrame, name: str) -> np.ndarray:
@@ -102,11 +110,13 @@ def _numeric(df: pd.DataFrame, name: str) -> np.ndarray:
         dup = df.columns[df.columns.duplicated()].unique().tolist()
         raise ValueError(f"{name}: column names must be unique; {dup} appear more than once")
     bad = [c for c, dt in df.dtypes.items()
-           if not pd.api.types.is_numeric_dtype(dt) or getattr(dt, "kind", "") == "c"]
+           if not pd.api.types.is_numeric_dtype(dt) or getattr(dt, "kind", "") == "c"
+           or pd.api.types.is_bool_dtype(dt)]
     if bad:
         kinds = sorted({str(df.dtypes[c]) for c in bad})
         raise ValueError(f"{name}: columns {bad} are not numeric (dtype {', '.join(kinds)}); "
-                         "convert them to numbers or leave them out with target_cols=")
+                         "convert them to numbers (e.g. .astype(float) for 0/1 flags) or drop "
+                         "them")
     return np.array(df.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)  # copy
 
 
@@ -303,13 +313,15 @@ def _check_increasing(idx: pd.Index, rows, where: str, name: str, label: str) ->
                          f"({idx[i - 1]}); sort the data and drop duplicates")
 
 
-def _check_values(parts: _Parts, name: str) -> None:
+def _check_values(parts: _Parts, name: str, allow_empty: bool = False) -> None:
     cols = parts.source.columns
     for s, (v, rows) in enumerate(zip(parts.values, parts.rows)):
         if np.isinf(v).any():
             t, c = np.argwhere(np.isinf(v))[0]
             raise ValueError(f"{name}: column {cols[c]!r} holds inf at {parts.where} {rows[t]} "
                              f"({parts.stamps[s][t]}); replace it with NaN to mask it")
+    if allow_empty:
+        return
     seen = np.zeros(len(cols), dtype=bool)
     for v in parts.values:
         seen |= ~np.isnan(v).all(axis=0)
@@ -318,7 +330,37 @@ def _check_values(parts: _Parts, name: str) -> None:
         raise ValueError(f"{name}: columns {empty} hold no values (all NaN); drop them")
 
 
-def _assemble(parts: _Parts, name: str) -> SeriesData:
+def _kind(idx: pd.Index) -> str:
+    if isinstance(idx, pd.DatetimeIndex):
+        return "datetime"
+    if isinstance(idx, pd.PeriodIndex):
+        return "period"
+    return "float" if idx.dtype.kind == "f" else "integer"
+
+
+def _like_stamps(like: TimeIndexMeta, stamps: list, name: str) -> list:
+    """Stamps of new rows checked against (and converted to) the fitted time metadata."""
+    if len(stamps) != len(like.origin):
+        raise ValueError(f"{name}: has {len(stamps)} series, the data seen before had "
+                         f"{len(like.origin)}")
+    want = {"range": "integer"}.get(like.kind, like.kind)
+    out = []
+    for idx in stamps:
+        got = _kind(idx)
+        if got != want and not (want == "float" and got == "integer"):
+            raise ValueError(f"{name}: the time index holds {got} stamps but the model was "
+                             f"fitted on {want} stamps; pass new rows indexed like y")
+        if like.kind == "datetime" and (idx.tz is None) != (like.tz is None):
+            zone = lambda z: "tz-naive" if z is None else f"in {z}"  # noqa: E731
+            raise ValueError(f"{name}: timestamps are {zone(idx.tz)} but the data seen before "
+                             f"are {zone(like.tz)}; convert them (tz_localize / tz_convert) "
+                             "to match")
+        out.append(like.coerce_stamps(idx, name) if like.kind in ("datetime", "period")
+                   else idx)
+    return out
+
+
+def _assemble(parts: _Parts, name: str, like: TimeIndexMeta | None = None) -> SeriesData:
     """Validate blocks, infer the time meta, pad at the end into one SeriesData."""
     lengths = np.array([len(v) for v in parts.values], dtype=np.int64)
     C = len(parts.source.columns)
@@ -330,8 +372,13 @@ def _assemble(parts: _Parts, name: str) -> SeriesData:
         _check_time_index(idx, rows, parts.where, name)
         label = f" within each series (series {parts.source.ids[s]!r})" if multi else ""
         _check_increasing(idx, rows, parts.where, name, label)
-    _check_values(parts, name)
-    meta = infer_time_meta(parts.stamps, parts.time_name)
+    if like is None:
+        _check_values(parts, name)
+        meta = infer_time_meta(parts.stamps, parts.time_name)
+    else:
+        _check_values(parts, name, allow_empty=True)
+        parts = parts._replace(stamps=_like_stamps(like, list(parts.stamps), name))
+        meta = dataclasses.replace(like, last=tuple(idx[-1] for idx in parts.stamps))
     n, T = len(lengths), int(lengths.max())
     values = np.full((n, T, C), np.nan)
     time = np.empty((n, T))

@@ -180,8 +180,9 @@ class SSMForecaster(BaseEstimator):
             return None
         return tuple(sorted(float(x) for x in (self.quantiles or _DEFAULT_Q)))
 
-    def _read(self, y, name: str) -> SeriesData:
-        return to_series_data(y, id_col=self.id_col, time_col=self.time_col, name=name)
+    def _read(self, y, name: str, like=None) -> SeriesData:
+        return to_series_data(y, id_col=self.id_col, time_col=self.time_col, name=name,
+                              like=like)
 
     def _check_like_fit(self, data: SeriesData, name: str, same_series: bool = True) -> None:
         if list(data.columns) != list(self.columns_):
@@ -462,12 +463,15 @@ class SSMForecaster(BaseEstimator):
         Parameters
         ----------
         y_new : container like y (same columns and series), stamps after the origin
+            Read by fit's rules: stamps of the same kind and time zone as y's (an error
+            names both otherwise); NaN values are masked (a row may be all NaN: time
+            advances, the observation is skipped); one row needs no frequency.
         X_new : covariates at y_new's stamps (when fitted with X)
 
         Writes ``origin_``, ``context_`` (last ``lookback`` rows) and ``index_meta_``.
         """
         check_is_fitted(self, "net_")
-        raw = self._read(y_new, "y_new")
+        raw = self._read(y_new, "y_new", like=self.context_.index_meta)
         self._check_like_fit(raw, "y_new")
         data = self._forward_target(raw)
         ctx = self.context_
