@@ -15,6 +15,32 @@ filter:
 They are univariate: a frame with several columns (or several series) gets one
 model per column and series, fitted independently. Missing values are NaN on
 the regular grid and the Kalman filter skips them (counted in ``n_masked_``).
+
+Seasonality follows the index frequency unless ``seasonal_periods`` is given
+(``"unobserved_components"`` and ``"ets"``; ``"sarimax"`` takes its season from
+``seasonal_order``). The season length found is ``seasonal_periods_``:
+
+=================================================  ==============  ===========================
+index frequency (pandas alias, multiples ``n``)    season length   UnobservedComponents seasonal
+=================================================  ==============  ===========================
+monthly (``MS``, ``ME``/``M``, ``BMS``, ...)       12 / n          dummy (one state a step)
+quarterly (``QS``, ``QE``/``Q``, ...)              4 / n           dummy
+weekly (``W``, ``W-SAT``, ...)                     52.18 / n       trigonometric, 3 harmonics
+                                                   (ETS: 52)
+daily (``D``)                                      7               dummy
+business daily (``B``)                             5               dummy
+hourly (``h``)                                     24 / n          trigonometric, 3 harmonics
+yearly (``YS``, ``YE``/``Y``), anything else,      1 (no season)   none
+an irregular, integer or float index, numpy
+=================================================  ==============  ===========================
+
+A multiple whose season would not be a whole number of steps (``"2D"``,
+``"5h"``) or shorter than 2 steps gets no season. A season is only followed
+when every series holds at least two seasons of grid steps (else no season,
+with a ``UserWarning``). Seasons longer than 12 steps use a trigonometric
+seasonal with a few harmonics in UnobservedComponents (a dummy seasonal has
+one state per step, which makes long seasons slow).
+
 The fitted model is also a control-theory object: :meth:`StatsmodelsForecaster.lti`
 returns its state-space matrices as an :class:`ssmts.ssm.lti.LTISystem`.
 """
@@ -25,6 +51,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from ssmts.estimators.baselines import _GridForecaster
@@ -34,6 +61,56 @@ __all__ = ["StatsmodelsForecaster"]
 
 _MODELS = ("unobserved_components", "ets", "sarimax")
 _SARIMAX_TRENDS = ("n", "c", "t", "ct")
+
+
+_WEEKS_PER_YEAR = 52.18  # 365.25 / 7, rounded as statsmodels' examples do
+_DUMMY_MAX = 12  # longer (or fractional) seasons: trigonometric in UnobservedComponents
+_AUTO_HARMONICS = 3
+
+
+def _offset_season(off: Any) -> float:
+    """Season length in steps of a pandas offset (see the module table); 1.0 for none."""
+    po = pd.offsets
+    n = int(getattr(off, "n", 1) or 1)
+    if isinstance(off, po.Week):
+        return _WEEKS_PER_YEAR / n if _WEEKS_PER_YEAR / n >= 2 else 1.0
+    cycles = ((12, (po.MonthBegin, po.MonthEnd, po.BusinessMonthBegin, po.BusinessMonthEnd)),
+              (4, (po.QuarterBegin, po.QuarterEnd, po.BQuarterBegin, po.BQuarterEnd)),
+              (7, (po.Day,)), (5, (po.BusinessDay,)), (24, (po.Hour,)))
+    for cycle, kinds in cycles:
+        if type(off) in kinds:  # exact types: a subclass may mean another calendar
+            return float(cycle // n) if n >= 1 and cycle % n == 0 and cycle // n >= 2 else 1.0
+    return 1.0
+
+
+def season_from_index(meta: Any) -> float:
+    """Season length (grid steps) that the time index of ``meta`` suggests.
+
+    Parameters
+    ----------
+    meta : ssmts.data.TimeIndexMeta
+        The fitted data's time index description (``meta_.index``).
+
+    Returns
+    -------
+    float
+        12.0 monthly, 4.0 quarterly, 52.18 weekly, 7.0 daily, 5.0 business
+        daily, 24.0 hourly (divided by the frequency's multiple), 1.0 for
+        yearly data and whenever the frequency is unknown, irregular or the
+        index is not a datetime / period index.
+    """
+    if not getattr(meta, "regular", False) or meta.kind not in ("datetime", "period"):
+        return 1.0
+    try:
+        if meta.kind == "period":
+            off = pd.Period(meta.last[0]).freq
+        else:
+            from pandas.tseries.frequencies import to_offset
+
+            off = to_offset(meta.freq) if meta.freq else None
+    except (TypeError, ValueError):
+        return 1.0
+    return 1.0 if off is None else _offset_season(off)
 
 
 def _int_tuple(x: Any, n: int, name: str) -> tuple:
@@ -51,14 +128,20 @@ class StatsmodelsForecaster(_GridForecaster):
     model : {"unobserved_components", "ets", "sarimax"}
         Which model (see the module docstring).
     seasonal_periods : int or float, optional
-        Season length in grid steps (52 for weekly data, 24 for hourly data with a
-        daily cycle). ``"ets"``: an int, one state per season step. ``"unobserved_components"``:
-        an int gives a dummy seasonal (one state per step: slow for long seasons);
-        with ``harmonics`` a trigonometric seasonal of this (possibly fractional,
-        e.g. 52.18) period. Ignored by ``"sarimax"`` (use ``seasonal_order``).
+        Season length in grid steps. None (default): follow the index frequency
+        (the module table: 12 for monthly, 52.18 for weekly, 24 for hourly data,
+        none for yearly data or an index without a frequency). 0 or 1: no season.
+        ``"ets"``: a whole number (one state per season step; a weekly index's
+        52.18 becomes 52). ``"unobserved_components"``: a season of up to 12
+        steps gets a dummy seasonal (one state per step), a longer or fractional
+        one (e.g. 52.18) a trigonometric seasonal with ``harmonics`` sine/cosine
+        pairs. Ignored by ``"sarimax"`` (its season is ``seasonal_order``).
     harmonics : int, optional
         ``"unobserved_components"`` only: number of sine/cosine pairs of the
-        trigonometric seasonal (2 states each).
+        trigonometric seasonal (2 states each), at most half the season length.
+        Given, the seasonal is trigonometric whatever the season length. None: 3
+        pairs for seasons longer than 12 steps, a dummy seasonal for shorter ones.
+        Ignored when there is no season.
     trend : optional
         ``"ets"``: bool, additive trend (default True). ``"unobserved_components"``:
         the statsmodels level specification, e.g. ``"local level"``,
@@ -79,6 +162,13 @@ class StatsmodelsForecaster(_GridForecaster):
     ----------
     results_ : list of lists of statsmodels MLEResults
         ``results_[s][c]``: the fitted model of series s, column c (moves with ``update``).
+    seasonal_periods_ : float
+        Season length used, in grid steps (1.0: no season): ``seasonal_periods``
+        when given, else the one the index frequency suggests (module table).
+        ``"sarimax"``: the ``s`` of ``seasonal_order`` when it has a seasonal part.
+    harmonics_ : int or None
+        Sine/cosine pairs of a trigonometric seasonal (``"unobserved_components"``);
+        None for a dummy seasonal, no season, or another model.
     converged_ : bool ndarray, shape (n_series, n_features_in_)
         Whether each likelihood optimisation converged (a warning names those that did not).
     meta_ : DataMeta
@@ -105,9 +195,11 @@ class StatsmodelsForecaster(_GridForecaster):
     >>> noise = 0.1 * np.random.default_rng(0).standard_normal(120)
     >>> y = pd.Series(np.sin(2 * np.pi * t / 12) + 0.01 * t + noise,
     ...               index=pd.date_range("2015-01", periods=120, freq="MS"))
-    >>> f = StatsmodelsForecaster("unobserved_components", seasonal_periods=12, harmonics=2)
+    >>> f = StatsmodelsForecaster()  # the monthly index gives a 12-step season
     >>> f.fit(y).predict(3).index[0]
     Timestamp('2025-01-01 00:00:00')
+    >>> f.seasonal_periods_, f.harmonics_
+    (12.0, None)
     """
 
     def __init__(self, model: str = "unobserved_components", seasonal_periods: float | None = None,
@@ -131,30 +223,69 @@ class StatsmodelsForecaster(_GridForecaster):
         return self.model != "ets"
 
     # -- building the statsmodels model ----------------------------------------
-    def _spec(self) -> tuple[type, dict]:
-        """Validated (statsmodels class, constructor kwargs without endog / exog)."""
-        if self.model not in _MODELS:
-            raise ValueError(f"model: expected one of {_MODELS}, got {self.model!r}")
+    def _season(self, grids: list) -> tuple[float, int | None]:
+        """Validated (season length in steps, harmonics or None); 1.0: no season.
+
+        grids: float64 (T_s, C) per series on the full grid; the season followed
+        from the index needs two seasons of steps in every series."""
         sp, hm = self.seasonal_periods, self.harmonics
         if sp is not None and (isinstance(sp, bool) or not isinstance(sp, (int, float, np.number))
-                               or not sp > 1):
-            raise ValueError(f"seasonal_periods: expected a number > 1 or None, got {sp!r}")
+                               or not np.isfinite(sp) or not (sp in (0, 1) or sp >= 2)):
+            raise ValueError("seasonal_periods: expected None (follow the index frequency), 0 or "
+                             f"1 (no season) or a season length >= 2 grid steps, got {sp!r}")
         if hm is not None and (isinstance(hm, bool) or not isinstance(hm, (int, np.integer))
-                               or hm < 1 or sp is None):
-            raise ValueError(f"harmonics: expected an int >= 1 together with seasonal_periods, "
-                             f"got harmonics={hm!r}, seasonal_periods={sp!r}")
-        integral = sp is None or float(sp).is_integer()
+                               or hm < 1):
+            raise ValueError(f"harmonics: expected an int >= 1 or None, got {hm!r}")
+        if self.model == "sarimax":
+            P, D, Q, s = _int_tuple(self.seasonal_order, 4, "seasonal_order")
+            return (float(s) if s > 1 and (P or D or Q) else 1.0), None
+        if sp is not None and sp <= 1:
+            if hm is not None and self.model == "unobserved_components":
+                raise ValueError(f"harmonics: given ({hm}) with seasonal_periods={sp!r}, which "
+                                 "turns the season off; leave harmonics out or give a season")
+            return 1.0, None
+        followed = sp is None
+        period = season_from_index(self.meta_.index) if followed else float(sp)
+        if followed and period > 1:
+            shortest = min(len(g) for g in grids)
+            if shortest < 2 * period:
+                warnings.warn(
+                    f"{type(self).__name__}: the index frequency {self.meta_.index.freq!r} "
+                    f"suggests a season of {period:g} steps, but a series has only {shortest} "
+                    "grid steps (fewer than two seasons), so it is fitted without a season; "
+                    "pass seasonal_periods= to force one, or seasonal_periods=1 to silence "
+                    "this", UserWarning, stacklevel=4)
+                period = 1.0
+        if period <= 1:
+            return 1.0, None
+        if self.model == "ets":
+            if not float(period).is_integer():
+                if not followed:
+                    raise ValueError(f"seasonal_periods: ets needs a whole number of steps, got "
+                                     f"{sp!r}; round it (e.g. 52 for weekly data)")
+                period = float(round(period))
+            return period, None
+        if hm is not None:
+            if 2 * hm > period:
+                raise ValueError(f"harmonics: at most half the season ({period:g} / 2), got {hm}; "
+                                 "lower harmonics")
+            return period, int(hm)
+        if float(period).is_integer() and period <= _DUMMY_MAX:
+            return period, None
+        return period, min(_AUTO_HARMONICS, int(period // 2))
+
+    def _spec(self, period: float, harmonics: int | None) -> tuple[type, dict]:
+        """Validated (statsmodels class, constructor kwargs without endog / exog)
+        for a season of ``period`` steps (1.0: none) from :meth:`_season`."""
         if self.model == "ets":
             from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
-            if not integral:
-                raise ValueError(f"seasonal_periods: ets needs an int season, got {sp!r}")
             trend = True if self.trend is None else self.trend
             if not isinstance(trend, (bool, np.bool_)):
                 raise ValueError(f"trend: for model='ets' expected True/False, got {trend!r}")
             return ExponentialSmoothing, {
                 "trend": bool(trend), "damped_trend": bool(self.damped_trend and trend),
-                "seasonal": None if sp is None else int(sp),
+                "seasonal": None if period <= 1 else int(period),
                 "initialization_method": "concentrated"}  # the only one that accepts NaN
         if self.model == "sarimax":
             from statsmodels.tsa.statespace.sarimax import SARIMAX
@@ -172,19 +303,21 @@ class StatsmodelsForecaster(_GridForecaster):
             raise ValueError("trend: for model='unobserved_components' expected a level spec "
                              f"such as 'local linear trend', got {level!r}")
         kw: dict = {"level": level}
-        if hm is not None:
-            kw["freq_seasonal"] = [{"period": float(sp), "harmonics": int(hm)}]
-        elif sp is not None:
-            if not integral:
-                raise ValueError(f"seasonal_periods: a fractional period {sp} needs harmonics=")
-            kw["seasonal"] = int(sp)
+        if harmonics is not None:
+            kw["freq_seasonal"] = [{"period": float(period), "harmonics": int(harmonics)}]
+        elif period > 1:
+            kw["seasonal"] = int(period)
         return UnobservedComponents, kw
 
     def _fit(self, grids: list, exog: list | None) -> list:
         """grids: float64 (T_s, C) per series on the full grid (NaN missing); exog: (T_s, C_x).
 
-        Writes ``results_`` and ``converged_``; the state is ``results_``."""
-        cls, kw = self._spec()
+        Writes ``seasonal_periods_``, ``harmonics_``, ``results_`` and ``converged_``;
+        the state is ``results_``."""
+        if self.model not in _MODELS:
+            raise ValueError(f"model: expected one of {_MODELS}, got {self.model!r}")
+        self.seasonal_periods_, self.harmonics_ = self._season(grids)
+        cls, kw = self._spec(self.seasonal_periods_, self.harmonics_)
         kw = {**kw, **(self.model_kwargs or {})}
         fit_kw = {"disp": False, "maxiter": int(self.maxiter), **(self.fit_kwargs or {})}
         src = self.meta_.source

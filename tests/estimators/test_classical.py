@@ -219,3 +219,108 @@ def test_naive_irregular_and_context():
     assert f.predict(at=at[1:]).iloc[0] == 7.0
     arr = NaiveForecaster().fit(np.array([1.0, 3.0, np.nan]))
     np.testing.assert_array_equal(arr.predict(2), [3.0, 3.0])
+
+
+# -- seasonality followed from the index frequency (issue 14, item 16) ---------------------------
+def _elnino() -> pd.Series:
+    """statsmodels' El Nino sea surface temperatures as one monthly series (1950-2010)."""
+    from statsmodels.datasets import elnino
+
+    d = elnino.load_pandas().data.set_index("YEAR")  # one row a year, JAN..DEC columns
+    values = d.to_numpy(dtype=np.float64).reshape(-1)  # (12 * years,) month by month
+    start = f"{int(d.index[0])}-01-01"
+    return pd.Series(values, index=pd.date_range(start, periods=len(values), freq="MS"),
+                     name="sst")
+
+
+def test_default_follows_monthly_season_on_elnino():
+    y = _elnino()
+    train, test = y.iloc[:-24], y.iloc[-24:]
+    seasonal = StatsmodelsForecaster().fit(train)
+    flat = StatsmodelsForecaster(seasonal_periods=1).fit(train)
+    assert seasonal.seasonal_periods_ == 12 and seasonal.harmonics_ is None
+    assert flat.seasonal_periods_ == 1
+    mae = float(np.mean(np.abs(seasonal.predict(24) - test)))
+    mae_flat = float(np.mean(np.abs(flat.predict(24) - test)))
+    print(f"El Nino, last 24 months: MAE default (12-month season) {mae:.3f}, "
+          f"seasonal_periods=1 {mae_flat:.3f}")
+    assert mae < 0.5 * mae_flat
+
+
+def test_seasonal_periods_one_is_the_old_non_seasonal_model():
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+    y = _seasonal(60)["a"]
+    ref = UnobservedComponents(y.to_numpy(), level="local linear trend").fit(disp=False, maxiter=50)
+    for off in (1, 0):
+        f = StatsmodelsForecaster(seasonal_periods=off, maxiter=50).fit(y)
+        assert f.seasonal_periods_ == 1 and f.harmonics_ is None
+        np.testing.assert_allclose(f.predict(6).to_numpy(), ref.forecast(6), rtol=1e-8)
+    ets = StatsmodelsForecaster("ets", seasonal_periods=1, maxiter=30).fit(y)
+    assert ets.seasonal_periods_ == 1 and not ets.results_[0][0].model.seasonal
+
+
+def _season_of(y, model="unobserved_components", **kw) -> StatsmodelsForecaster:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 3 iterations: not converged
+        return StatsmodelsForecaster(model, maxiter=3, **kw).fit(y)
+
+
+@pytest.mark.parametrize("freq,n,season,harmonics", [
+    ("MS", 30, 12.0, None), ("ME", 30, 12.0, None), ("QS", 12, 4.0, None),
+    ("W-SAT", 110, 52.18, 3), ("W", 110, 52.18, 3), ("D", 20, 7.0, None), ("B", 20, 5.0, None),
+    ("h", 50, 24.0, 3), ("2h", 30, 12.0, None), ("YS", 12, 1.0, None), ("YE", 12, 1.0, None),
+    ("2D", 30, 1.0, None), ("15min", 30, 1.0, None)])
+def test_seasonal_periods_follow_the_frequency(freq, n, season, harmonics):
+    y = pd.Series(np.random.default_rng(0).standard_normal(n),
+                  index=pd.date_range("2020-01-01", periods=n, freq=freq))
+    f = _season_of(y)
+    assert f.seasonal_periods_ == season and f.harmonics_ == harmonics
+    res = f.results_[0][0].model
+    if harmonics is not None:
+        assert res.freq_seasonal_periods == [season] and res.freq_seasonal_harmonics == [harmonics]
+    elif season > 1:
+        assert res.seasonal_periods == season
+    else:
+        assert not res.seasonal and not res.freq_seasonal
+
+
+def test_seasonal_periods_without_a_frequency_and_for_ets_and_sarimax():
+    rng = np.random.default_rng(1)
+    for y in (pd.Series(rng.standard_normal(40)),  # RangeIndex
+              pd.Series(rng.standard_normal(40), index=np.arange(0, 80, 2)),  # integer index
+              rng.standard_normal(40)):  # numpy
+        assert _season_of(y).seasonal_periods_ == 1
+    monthly = pd.Series(rng.standard_normal(30),
+                        index=pd.period_range("2020-01", periods=30, freq="M"))
+    assert _season_of(monthly).seasonal_periods_ == 12  # a PeriodIndex too
+    weekly = pd.Series(rng.standard_normal(110),
+                       index=pd.date_range("2020-01-04", periods=110, freq="W-SAT"))
+    ets = _season_of(weekly, "ets")
+    assert ets.seasonal_periods_ == 52 and ets.results_[0][0].model.seasonal_periods == 52
+    assert _season_of(monthly, "sarimax").seasonal_periods_ == 1
+    assert _season_of(monthly, "sarimax", seasonal_order=(1, 0, 0, 12)).seasonal_periods_ == 12
+    long_h = _season_of(weekly, seasonal_periods=52.18, harmonics=2)
+    assert long_h.seasonal_periods_ == 52.18 and long_h.harmonics_ == 2
+    dummy = _season_of(monthly, seasonal_periods=6)
+    assert dummy.seasonal_periods_ == 6 and dummy.harmonics_ is None
+
+
+def test_short_series_warns_and_fits_without_season():
+    y = pd.Series(np.arange(20.0), index=pd.date_range("2020-01", periods=20, freq="MS"))
+    with pytest.warns(UserWarning, match="fewer than two seasons"):
+        f = _season_of(y)
+    assert f.seasonal_periods_ == 1
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"seasonal_periods": -3}, "seasonal_periods"), ({"seasonal_periods": 1.5}, "seasonal_periods"),
+    ({"seasonal_periods": "12"}, "seasonal_periods"), ({"seasonal_periods": True}, "seasonal_periods"),
+    ({"seasonal_periods": 1, "harmonics": 2}, "harmonics"),
+    ({"seasonal_periods": 12, "harmonics": 7}, "half the season"),
+    ({"harmonics": 0}, "harmonics"),
+    ({"model": "ets", "seasonal_periods": 52.18}, "whole number")])
+def test_season_errors(kw, match):
+    y = _seasonal(40)["a"]
+    with pytest.raises(ValueError, match=match):
+        StatsmodelsForecaster(**{"maxiter": 3, **kw}).fit(y)
