@@ -315,7 +315,8 @@ def test_short_series_warns_and_fits_without_season():
 
 @pytest.mark.parametrize("kw,match", [
     ({"seasonal_periods": -3}, "seasonal_periods"), ({"seasonal_periods": 1.5}, "seasonal_periods"),
-    ({"seasonal_periods": "12"}, "seasonal_periods"), ({"seasonal_periods": True}, "seasonal_periods"),
+    ({"seasonal_periods": "12"}, "seasonal_periods"),
+    ({"seasonal_periods": True}, "seasonal_periods"),
     ({"seasonal_periods": 1, "harmonics": 2}, "harmonics"),
     ({"seasonal_periods": 12, "harmonics": 7}, "half the season"),
     ({"harmonics": 0}, "harmonics"),
