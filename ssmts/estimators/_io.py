@@ -63,7 +63,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from safetensors.torch import save_file
 
 import ssmts
@@ -157,30 +156,6 @@ def _config_sha(cfg: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _signature(tree):
-    """Nested structure, shapes and dtypes of an origin (to compare two origins)."""
-    if isinstance(tree, dict):
-        return ("dict", tuple((k, _signature(tree[k])) for k in sorted(tree)))
-    if isinstance(tree, (list, tuple)):
-        return (type(tree).__name__, tuple(_signature(v) for v in tree))
-    return ("tensor", tuple(tree.shape), str(tree.dtype))
-
-
-def _check_origin(origin, net, n_series: int, where: str):
-    """Same structure / shapes / dtypes as a fresh origin of ``net``; finite; scale > 0."""
-    got, want = _signature(origin), _signature(net.initial_state(n_series))
-    if got != want:
-        raise ConfigError("origin_structure", f"the stored origin {str(got)[:300]} does not "
-                                              f"fit the network, which expects {str(want)[:300]}")
-    tensors = {}
-    _flatten(origin, "origin", tensors)
-    for k, t in tensors.items():
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-            raise ConfigError(where, f"tensor {k} holds non-finite values")
-    if isinstance(origin, dict) and "scale" in origin and not bool((origin["scale"] > 0).all()):
-        raise ConfigError(where, "tensor origin.scale holds values <= 0")
-
-
 # ------------------------------------------------------------------ files
 def _sibling(target: Path, kind: str) -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -206,34 +181,32 @@ def _fsync(path: Path) -> None:
 def _alive(name: str, pid: int) -> bool:
     if pid == os.getpid():
         return name in _ACTIVE
-    if os.name != "posix":
-        return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0) if os.name == "posix" else None  # elsewhere: taken as gone
     except ProcessLookupError:
         return False
     except OSError:
         return True
-    return True
+    return os.name == "posix"
 
 
 def _leftovers(target: Path, kinds=("tmp", "old")) -> list[Path]:
-    """Temporary / aside folders of ``target`` (any process), newest first."""
-    pat = re.compile(re.escape(f".{target.name}.") + f"({'|'.join(kinds)})-([0-9]+)-[0-9a-f]{{8}}")
+    """Temporary / aside folders of ``target`` (of any process), newest first."""
+    pat = re.compile(re.escape(f".{target.name}.") + f"({'|'.join(kinds)})-[0-9]+-[0-9a-f]{{8}}")
     try:
         names = os.listdir(target.parent)
     except OSError:
         return []
-    found = [(target.parent / n, int(m.group(2))) for n in names if (m := pat.fullmatch(n))]
-    found = [(p, pid) for p, pid in found if p.is_dir() and not p.is_symlink()]
+    found = [target.parent / n for n in names if pat.fullmatch(n)]
+    return sorted((p for p in found if p.is_dir() and not p.is_symlink()), key=_mtime,
+                  reverse=True)
 
-    def mtime(p):
-        try:
-            return p.stat().st_mtime_ns
-        except OSError:
-            return 0
 
-    return [p for p, _ in sorted(found, key=lambda x: mtime(x[0]), reverse=True)]
+def _mtime(p: Path) -> int:
+    try:
+        return p.stat().st_mtime_ns
+    except OSError:  # removed meanwhile
+        return 0
 
 
 def _clean_stale(target: Path) -> None:
@@ -326,8 +299,9 @@ def save_forecaster(est, path) -> Path:
         config["naive_loss"] = float(naive)
     try:  # what the loader will read, checked by the loader's own checks
         plain = json.loads(json.dumps(config, default=_json_default))
-        _chk.check_config(plain, type(est), _decode_stamps)
-        _check_origin(est.origin_, est.net_, est.context_.n_series, "origin")
+        _chk.check_config(plain, type(est), _decode_stamps,
+                          sum(v.numel() for k, v in tensors.items() if k.startswith("net.")))
+        _chk.check_origin(est.origin_, est.net_, est.context_.n_series, "origin")
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"save: the model cannot be written as it would not load back "
                          f"({exc}). Nothing was written") from exc
@@ -394,14 +368,18 @@ def _read(folder: Path, name: str, dfd, limit: int | None) -> bytes:
     except OSError as exc:
         raise ValueError(f"{file}: cannot be opened ({exc}); pass the folder written by "
                          "save()") from None
+    st = os.fstat(fd)
+    regular = stat.S_ISREG(st.st_mode)
+    big = f"{file}: larger than the {limit} bytes a model config may take; it was not " \
+          "written by ssmts: pass the folder written by save()"
+    if not regular or (limit is not None and st.st_size > limit):
+        os.close(fd)
+        raise ValueError(big if regular else f"{file}: is not a regular file; pass the folder "
+                                             "written by save()")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{file}: is not a regular file; pass the folder written by save()")
         data = f.read() if limit is None else f.read(limit + 1)
     if limit is not None and len(data) > limit:
-        raise ValueError(f"{file}: larger than the {limit} bytes a model config may take; it "
-                         "was not written by ssmts: pass the folder written by save()")
+        raise ValueError(big)
     return data
 
 
@@ -461,16 +439,11 @@ def _build(p, tensors: dict, structure, folder: Path):
         raise ValueError(f"{cfile}: origin_structure does not match the tensors in {WEIGHTS} "
                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]}); "
                          f"{_ADVICE}")
-    n_weights = sum(tensors[k].numel() for k in net_names)
-    if est.n_layers * est.d_model * (est.d_model + est.d_state) > 16 * n_weights + 2 ** 20:
-        raise ValueError(f"{cfile}: params n_layers={est.n_layers}, d_model={est.d_model}, "
-                         f"d_state={est.d_state} describe a network far larger than the "
-                         f"{n_weights} weights in {WEIGHTS}; {_ADVICE}")
     try:
         net = est._build_net()
         net.load_state_dict({k[4:]: tensors[k] for k in net_names}, strict=True)
         origin = _unflatten(structure, tensors)
-        _check_origin(origin, net, p.context.n_series, "origin_structure")
+        _chk.check_origin(origin, net, p.context.n_series, "origin_structure")
     except ConfigError as exc:
         raise ValueError(f"{cfile}: {exc}; {_ADVICE}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -496,15 +469,16 @@ def _load_folder(folder: Path, cls):
             warnings.warn(f"{cfile}: format 2 has no checksum of config.json, so edits to it "
                           "go undetected; save the model again to write format 3", UserWarning,
                           stacklevel=4)
-        try:
-            parsed = _chk.check_config(cfg, cls, _decode_stamps)
-        except ConfigError as exc:
-            raise ValueError(f"{cfile}: {exc}; {_ADVICE}") from None
         raw = _read(folder, WEIGHTS, dfd, None)
     finally:
         if dfd is not None:
             os.close(dfd)
     tensors = _read_weights(folder / WEIGHTS, raw, cfg["weights_sha256"])
+    n_weights = sum(v.numel() for k, v in tensors.items() if k.startswith("net."))
+    try:
+        parsed = _chk.check_config(cfg, cls, _decode_stamps, n_weights)
+    except ConfigError as exc:
+        raise ValueError(f"{cfile}: {exc}; {_ADVICE}") from None
     return _build(parsed, tensors, cfg["origin_structure"], folder)
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from ssmts.data import DataMeta, IdentityScaler, MeanStdScaler, SeriesData
 from ssmts.data.container import INDEX_KINDS, _unplain
 
-__all__ = ["ConfigError", "check_header", "check_config", "check_tree", "FORMAT", "READS"]
+__all__ = ["ConfigError", "check_header", "check_config", "check_tree", "check_origin", "FORMAT",
+           "READS"]
 
 FORMAT = 3  # written; 3 = format 2 + config_sha256 (checksum of the rest of config.json)
 READS = (2, 3)  # read; 2 has no config checksum (a warning says so)
@@ -32,6 +33,10 @@ _KEYS = {"format", "library", "version", "params", "columns", "n_exog", "exog_co
 _OPTIONAL = {"naive_loss"}
 _SHAPES = {"series": lambda n, c: (n, 1, c), "channel": lambda n, c: (1, 1, c),
            "global": lambda n, c: (1, 1, 1)}
+
+
+_NOT_OURS = "this is not a model saved by ssmts: pass the folder written by SSMForecaster.save()"
+_DAMAGED = "the file is damaged or was edited: save the model again from the fitted estimator"
 
 
 class ConfigError(ValueError):
@@ -71,15 +76,13 @@ def _version(v: str):
 def check_header(cfg, installed: str) -> int:
     """Check ``library``, ``format`` and ``version``; return the format (2 or 3)."""
     if not isinstance(cfg, dict):
-        _fail("(top level)", f"expected a JSON object, got {type(cfg).__name__}; this is not "
-                             "an ssmts model config")
+        _fail("(top level)", f"expected a JSON object, got {type(cfg).__name__}; {_NOT_OURS}")
     if cfg.get("library") != "ssmts":
-        _fail("library", f"expected 'ssmts', got {_short(cfg.get('library'))}; this is not a "
-                         "model saved by ssmts")
+        _fail("library", f"expected 'ssmts', got {_short(cfg.get('library'))}; {_NOT_OURS}")
     fmt, ver = cfg.get("format"), cfg.get("version")
     if not isinstance(ver, str) or _version(ver) is None:
         _fail("version", f"{_short(ver)} is not a version number (the installed ssmts is "
-                         f"{installed})")
+                         f"{installed}); {_DAMAGED}")
     if _version(installed) is not None and _version(ver) > _version(installed):
         _fail("version", f"written by ssmts {ver}, newer than the installed ssmts {installed}; "
                          "upgrade ssmts to load it")
@@ -87,15 +90,17 @@ def check_header(cfg, installed: str) -> int:
         newer = _is_int(fmt) and fmt > FORMAT
         _fail("format", f"{_short(fmt)} is not a format this ssmts ({installed}) reads "
                         f"({', '.join(map(str, READS))})"
-              + ("; upgrade ssmts" if newer else f"; load it with ssmts {ver}, which wrote it"))
+              + ("; upgrade ssmts" if newer else f"; load it with ssmts {ver}, which wrote it, "
+                 "and save the model again with this one"))
     need = _KEYS | ({"config_sha256"} if fmt == 3 else set())
     if need - set(cfg):
-        _fail("(top level)", f"missing entries {sorted(need - set(cfg))}")
+        _fail("(top level)", f"missing entries {sorted(need - set(cfg))}; {_DAMAGED}")
     if set(cfg) - need - _OPTIONAL:
-        _fail("(top level)", f"unknown entries {sorted(set(cfg) - need - _OPTIONAL)}")
+        _fail("(top level)", f"unknown entries {sorted(set(cfg) - need - _OPTIONAL)} for format "
+                             f"{fmt}; {_DAMAGED}")
     for key in need & {"weights_sha256", "config_sha256"}:
         if not isinstance(cfg[key], str) or not _HEX64.fullmatch(cfg[key]):
-            _fail(key, f"expected 64 lowercase hex digits, got {_short(cfg[key])}")
+            _fail(key, f"expected 64 lowercase hex digits, got {_short(cfg[key])}; {_DAMAGED}")
     return fmt
 
 
@@ -164,15 +169,19 @@ def _scaler(field: str, d, n: int, c: int, kind):
         if not identity or set(d) != {"type"}:
             _fail(field, f"an IdentityScaler does not fit scaler={kind!r}")
         return IdentityScaler()
-    if identity or set(d) != {"type", "by", "min_std", "mean", "std"}:
-        _fail(field, f"expected entries type, by, min_std, mean, std for scaler={kind!r}, "
+    if identity or not {"type", "by", "mean", "std"} <= set(d):
+        _fail(field, f"expected entries type, by, mean, std (and settings) for scaler={kind!r}, "
                      f"got {sorted(d)}")
     by = d["by"]
     if by not in _SHAPES or (kind != "exog" and by != kind):
         _fail(f"{field}.by", f"expected {kind!r}, got {_short(by)}")
-    if not _is_num(d["min_std"]) or not 0 <= d["min_std"] < math.inf:
-        _fail(f"{field}.min_std", f"expected a finite number >= 0, got {_short(d['min_std'])}")
-    sc = MeanStdScaler(by=by, min_std=d["min_std"])
+    for key in set(d) - {"type", "by", "mean", "std"}:  # min_std, rtol, ...: numbers >= 0
+        if not _is_num(d[key]) or not 0 <= d[key] < math.inf:
+            _fail(f"{field}.{key}", f"expected a finite number >= 0, got {_short(d[key])}")
+    try:
+        sc = MeanStdScaler.from_dict({k: v for k, v in d.items() if k not in ("mean", "std")})
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(field, f"cannot be rebuilt ({type(exc).__name__}: {exc})")
     for key in ("mean", "std"):
         arr = _grid(f"{field}.{key}", d[key], 3)
         _shape(f"{field}.{key}", arr, _SHAPES[by](n, c))
@@ -189,9 +198,14 @@ def _losses(field: str, v) -> list:
 
 
 # ---------------------------------------------------------------- params
-def _params(p, cls):
+def _params(p, cls, n_weights: int | None):
     if not isinstance(p, dict):
         _fail("params", f"expected an object, got {_short(p)}")
+    dims = [p.get(k) for k in ("n_layers", "d_model", "d_state")]
+    if n_weights is not None and all(_is_int(x) and x > 0 for x in dims):  # before any layer
+        if dims[0] * dims[1] * (dims[1] + dims[2]) > 16 * n_weights + 2 ** 20:  # is built
+            _fail("params", f"n_layers={dims[0]}, d_model={dims[1]}, d_state={dims[2]} describe "
+                            f"a network far larger than the {n_weights} stored weights")
     names = set(cls._get_param_names())
     if set(p) - names:
         _fail("params", f"unknown parameters {sorted(set(p) - names)} for {cls.__name__}")
@@ -296,7 +310,7 @@ def check_tree(field: str, struct, depth: int = 0, leaves: list | None = None) -
     return leaves
 
 
-def check_config(cfg: dict, cls, decode) -> SimpleNamespace:
+def check_config(cfg: dict, cls, decode, n_weights: int | None = None) -> SimpleNamespace:
     """Validate and decode a config (header already checked by :func:`check_header`).
 
     Parameters
@@ -304,6 +318,8 @@ def check_config(cfg: dict, cls, decode) -> SimpleNamespace:
     cfg : parsed config.json
     cls : the estimator class (SSMForecaster)
     decode : callable (stamps list, TimeIndexMeta) -> pd.Index
+    n_weights : number of network weights stored; refuses sizes far beyond them
+        before a layer is built (a forged d_model=10**6 must not allocate terabytes)
 
     Returns
     -------
@@ -311,7 +327,7 @@ def check_config(cfg: dict, cls, decode) -> SimpleNamespace:
     exog_columns, exog_scaler, scaler, n_masked, train_loss, val_loss, naive_loss,
     context (SeriesData) and origin_leaves.
     """
-    est = _params(cfg["params"], cls)
+    est = _params(cfg["params"], cls, n_weights)
     columns = _labels("columns", cfg["columns"])
     n_exog = cfg["n_exog"]
     if not _is_int(n_exog) or n_exog < 0:
@@ -339,3 +355,38 @@ def check_config(cfg: dict, cls, decode) -> SimpleNamespace:
         val_loss=_losses("val_loss", cfg["val_loss"]),
         naive_loss=math.nan if "naive_loss" in cfg and naive is None else naive,
         context=ctx, origin_leaves=check_tree("origin_structure", cfg["origin_structure"]))
+
+
+def _signature(tree):
+    """Nested structure, shapes and dtypes of an origin (to compare two origins)."""
+    if isinstance(tree, dict):
+        return ("dict", tuple((k, _signature(tree[k])) for k in sorted(tree)))
+    if isinstance(tree, (list, tuple)):
+        return (type(tree).__name__, tuple(_signature(v) for v in tree))
+    return ("tensor", tuple(tree.shape), str(tree.dtype))
+
+
+def _tensors(tree, prefix: str = "origin"):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _tensors(v, f"{prefix}.{k}")
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from _tensors(v, f"{prefix}.{i}")
+    else:
+        yield prefix, tree
+
+
+def check_origin(origin, net, n_series: int, where: str) -> None:
+    """Same structure / shapes / dtypes as a fresh origin of ``net``; finite; scale > 0."""
+    import torch
+
+    got, want = _signature(origin), _signature(net.initial_state(n_series))
+    if got != want:
+        _fail("origin_structure", f"the stored origin {str(got)[:300]} does not fit the "
+                                  f"network, which expects {str(want)[:300]}")
+    for k, t in _tensors(origin):
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            _fail(where, f"tensor {k} holds non-finite values")
+    if isinstance(origin, dict) and "scale" in origin and not bool((origin["scale"] > 0).all()):
+        _fail(where, "tensor origin.scale holds values <= 0")
