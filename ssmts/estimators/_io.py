@@ -39,14 +39,18 @@ Nothing is ever unpickled. Files are read through one directory handle (both
 from the same folder even while another process swaps it), ``config.json`` up
 to :data:`MAX_CONFIG_BYTES`. ``library``, ``format`` and ``version`` are checked
 first (a model written by a newer ssmts is refused), then ``config_sha256``,
-then every field (:mod:`ssmts.estimators._io_check`: types, shapes, finite
-scaler statistics with std > 0, the context's values / time / lengths /
-lead_gap / stamps, the parameters through ``SSMForecaster._check_params``),
-then the SHA-256 of the weights, their names against the network and the
-origin's structure, shapes and dtypes against a fresh origin. Every failure is
-a ``ValueError`` naming the file and saying what to do. Format 2 (written by
-ssmts 0.1.0 before the config checksum) is still read, with a warning that
-its config is not checksummed; other formats are refused.
+then the SHA-256 of the weights (before safetensors parses them), then every
+field (:mod:`ssmts.estimators._io_check`: types, shapes, finite scaler
+statistics with std > 0, the context's values / time / lengths / lead_gap /
+stamps, the parameters through ``SSMForecaster._check_params``, network sizes
+against the number of stored weights before any layer is built), then the
+weight names and shapes against the network and the origin's structure,
+shapes, dtypes and finiteness against a fresh origin. Every failure is a
+``ValueError`` naming the file and saying what to do; a file that vanishes
+while being read (a concurrent save's swap) makes the load start again (3
+tries). Format 2 (written by ssmts 0.1.0, before the config checksum) is
+still read, with a warning that its config is not checksummed; other formats
+are refused.
 """
 
 from __future__ import annotations
@@ -76,8 +80,7 @@ __all__ = ["save_forecaster", "load_forecaster", "WEIGHTS", "CONFIG", "FORMAT",
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 MAX_CONFIG_BYTES = 256 * 2 ** 20
-_ADVICE = ("save the model again from the fitted estimator (the file is damaged, was edited, "
-           "or was not written by ssmts)")
+_ADVICE = _chk.ADVICE
 _ACTIVE: set = set()  # temporary / aside folder names this process is using now
 
 
@@ -109,16 +112,6 @@ def _encode_stamps(idx: pd.Index, kind: str) -> list:
     if kind == "period":
         return [int(x) for x in idx.asi8]
     return [_plain(x) for x in idx]
-
-
-def _decode_stamps(vals: list, meta) -> pd.Index:
-    if meta.kind == "datetime":
-        idx = pd.DatetimeIndex(np.asarray(vals, dtype=np.int64).view("M8[ns]"))
-        idx = idx.tz_localize("UTC").tz_convert(meta.tz) if meta.tz else idx
-        return idx.as_unit(meta.resolution or "ns").rename(meta.name)
-    if meta.kind == "period":
-        return pd.PeriodIndex.from_ordinals(vals, freq=meta.freq).rename(meta.name)
-    return pd.Index(vals, name=meta.name)
 
 
 def _context_to_dict(ctx: SeriesData) -> dict:
@@ -299,8 +292,8 @@ def save_forecaster(est, path) -> Path:
         config["naive_loss"] = float(naive)
     try:  # what the loader will read, checked by the loader's own checks
         plain = json.loads(json.dumps(config, default=_json_default))
-        _chk.check_config(plain, type(est), _decode_stamps,
-                          sum(v.numel() for k, v in tensors.items() if k.startswith("net.")))
+        n_weights = sum(v.numel() for k, v in tensors.items() if k.startswith("net."))
+        _chk.check_config(plain, type(est), n_weights)
         _chk.check_origin(est.origin_, est.net_, est.context_.n_series, "origin")
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"save: the model cannot be written as it would not load back "
@@ -344,6 +337,10 @@ def _sha_file(path: Path) -> str:
 
 
 # ------------------------------------------------------------------ load
+class _Gone(ValueError):
+    """A file or folder is missing (perhaps only now: a concurrent save swapped it)."""
+
+
 def _open_dir(folder: Path):
     """A directory descriptor (POSIX) so both files come from the same folder, or None."""
     if os.open not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
@@ -351,7 +348,7 @@ def _open_dir(folder: Path):
     try:
         return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
-        raise ValueError(f"{folder}: not found; pass the folder written by save()") from None
+        raise _Gone(f"{folder}: not found; pass the folder written by save()") from None
     except OSError as exc:
         raise ValueError(f"{folder}: cannot be opened as a model folder ({exc}); pass the "
                          "folder written by save()") from None
@@ -363,8 +360,8 @@ def _read(folder: Path, name: str, dfd, limit: int | None) -> bytes:
     try:
         fd = os.open(name, flags, dir_fd=dfd) if dfd is not None else os.open(file, flags)
     except FileNotFoundError:
-        raise ValueError(f"{file}: not found; {folder} is not a complete saved model: pass "
-                         "the folder written by save(), or save the model again") from None
+        raise _Gone(f"{file}: not found; {folder} is not a complete saved model: pass "
+                    "the folder written by save(), or save the model again") from None
     except OSError as exc:
         raise ValueError(f"{file}: cannot be opened ({exc}); pass the folder written by "
                          "save()") from None
@@ -381,27 +378,6 @@ def _read(folder: Path, name: str, dfd, limit: int | None) -> bytes:
     if limit is not None and len(data) > limit:
         raise ValueError(big)
     return data
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
-    return dict(pairs)
-
-
-def _parse(file: Path, raw: bytes):
-    try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{file}: is not valid JSON (not UTF-8 text: {exc}); the file is "
-                         f"corrupt or not an ssmts config: {_ADVICE}") from None
-    except RecursionError:
-        raise ValueError(f"{file}: is not a config written by ssmts (JSON nested too deeply "
-                         "to read); pass the folder written by save()") from None
-    except ValueError as exc:
-        raise ValueError(f"{file}: is not valid JSON ({exc}); the file is corrupt: "
-                         f"{_ADVICE}") from None
 
 
 def _read_weights(file: Path, raw: bytes, sha: str) -> dict:
@@ -457,7 +433,7 @@ def _load_folder(folder: Path, cls):
     cfile = folder / CONFIG
     dfd = _open_dir(folder)
     try:
-        cfg = _parse(cfile, _read(folder, CONFIG, dfd, MAX_CONFIG_BYTES))
+        cfg = _chk.parse_config(cfile, _read(folder, CONFIG, dfd, MAX_CONFIG_BYTES))
         try:
             fmt = _chk.check_header(cfg, ssmts.__version__)
         except ConfigError as exc:
@@ -468,7 +444,7 @@ def _load_folder(folder: Path, cls):
         if fmt == 2:
             warnings.warn(f"{cfile}: format 2 has no checksum of config.json, so edits to it "
                           "go undetected; save the model again to write format 3", UserWarning,
-                          stacklevel=4)
+                          stacklevel=5)
         raw = _read(folder, WEIGHTS, dfd, None)
     finally:
         if dfd is not None:
@@ -476,7 +452,7 @@ def _load_folder(folder: Path, cls):
     tensors = _read_weights(folder / WEIGHTS, raw, cfg["weights_sha256"])
     n_weights = sum(v.numel() for k, v in tensors.items() if k.startswith("net."))
     try:
-        parsed = _chk.check_config(cfg, cls, _decode_stamps, n_weights)
+        parsed = _chk.check_config(cfg, cls, n_weights)
     except ConfigError as exc:
         raise ValueError(f"{cfile}: {exc}; {_ADVICE}") from None
     return _build(parsed, tensors, cfg["origin_structure"], folder)
@@ -491,9 +467,17 @@ def load_forecaster(path):
     was killed between its two renames, the model is read from the aside
     folder that save left (with a warning).
     """
+    for attempt in range(3):  # again if a concurrent save swapped the folder while reading
+        try:
+            return _load_any(Path(path))
+        except _Gone:
+            if attempt == 2:
+                raise
+
+
+def _load_any(folder: Path):
     from ssmts.estimators.forecaster import SSMForecaster
 
-    folder = Path(path)
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"{folder}: is a file, not a model folder; pass the folder "
@@ -516,10 +500,11 @@ def load_forecaster(path):
             continue
         if cand != folder:
             warnings.warn(f"{folder}: not found; loaded {cand}, the previous model that an "
-                          "interrupted save() left aside; save the model again to restore "
-                          f"{folder.name}", UserWarning, stacklevel=3)
+                          "interrupted save() (or one running now) left aside; save the model "
+                          f"again to restore {folder.name}", UserWarning, stacklevel=4)
         return est
-    if len(errors) == 1:
+    if candidates == [folder]:
         raise errors[0]
-    raise ValueError(f"{folder}: not found, and none of the {len(errors)} folders left aside by "
-                     f"interrupted saves loads (first: {errors[0]})") from errors[0]
+    kind = _Gone if all(isinstance(e, _Gone) for e in errors) else ValueError
+    raise kind(f"{folder}: not found, and none of the {len(errors)} folders left aside by "
+               f"interrupted saves loads (newest: {errors[0]})") from errors[0]

@@ -1,6 +1,7 @@
 """Validation of a saved model's ``config.json`` (private helper of :mod:`ssmts.estimators._io`).
 
-:func:`check_header` reads ``library`` / ``format`` / ``version``;
+:func:`parse_config` parses the bytes; :func:`check_header` reads ``library`` /
+``format`` / ``version``;
 :func:`check_config` checks every other field the loader reads (types, shapes,
 finiteness, consistency between fields) and decodes them. Both raise
 :class:`ConfigError` (a ``ValueError``) whose ``field`` is the dotted path of
@@ -11,17 +12,19 @@ be loaded back.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from ssmts.data import DataMeta, IdentityScaler, MeanStdScaler, SeriesData
 from ssmts.data.container import INDEX_KINDS, _unplain
 
-__all__ = ["ConfigError", "check_header", "check_config", "check_tree", "check_origin", "FORMAT",
-           "READS"]
+__all__ = ["ConfigError", "parse_config", "check_header", "check_config", "check_tree",
+           "check_origin", "decode_stamps", "FORMAT", "READS"]
 
 FORMAT = 3  # written; 3 = format 2 + config_sha256 (checksum of the rest of config.json)
 READS = (2, 3)  # read; 2 has no config checksum (a warning says so)
@@ -35,6 +38,8 @@ _SHAPES = {"series": lambda n, c: (n, 1, c), "channel": lambda n, c: (1, 1, c),
            "global": lambda n, c: (1, 1, 1)}
 
 
+ADVICE = ("save the model again from the fitted estimator (the file is damaged, was edited, "
+           "or was not written by ssmts)")
 _NOT_OURS = "this is not a model saved by ssmts: pass the folder written by SSMForecaster.save()"
 _DAMAGED = "the file is damaged or was edited: save the model again from the fitted estimator"
 
@@ -102,6 +107,39 @@ def check_header(cfg, installed: str) -> int:
         if not isinstance(cfg[key], str) or not _HEX64.fullmatch(cfg[key]):
             _fail(key, f"expected 64 lowercase hex digits, got {_short(cfg[key])}; {_DAMAGED}")
     return fmt
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
+
+
+def parse_config(file, raw: bytes):
+    """Parsed config.json; a ValueError naming ``file`` for bad UTF-8 / JSON, repeated keys
+    or nesting too deep to parse."""
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file}: is not valid JSON (not UTF-8 text: {exc}); the file is "
+                         f"corrupt or not an ssmts config: {ADVICE}") from None
+    except RecursionError:
+        raise ValueError(f"{file}: is not a config written by ssmts (JSON nested too deeply "
+                         "to read); pass the folder written by save()") from None
+    except ValueError as exc:
+        raise ValueError(f"{file}: is not valid JSON ({exc}); the file is corrupt: "
+                         f"{ADVICE}") from None
+
+
+def decode_stamps(vals: list, meta) -> pd.Index:
+    if meta.kind == "datetime":
+        idx = pd.DatetimeIndex(np.asarray(vals, dtype=np.int64).view("M8[ns]"))
+        idx = idx.tz_localize("UTC").tz_convert(meta.tz) if meta.tz else idx
+        return idx.as_unit(meta.resolution or "ns").rename(meta.name)
+    if meta.kind == "period":
+        return pd.PeriodIndex.from_ordinals(vals, freq=meta.freq).rename(meta.name)
+    return pd.Index(vals, name=meta.name)
 
 
 # ---------------------------------------------------------------- leaves
@@ -238,8 +276,8 @@ def _stamps(field: str, v, lengths, kind: str) -> list:
     return v
 
 
-def _context(d, columns: tuple, lookback: int, decode):
-    """The context tail -> SeriesData (``decode(stamps, meta)`` makes the stamp indexes)."""
+def _context(d, columns: tuple, lookback: int):
+    """The context tail -> SeriesData."""
     keys = {"values", "time", "lengths", "lead_gap", "meta", "stamps"}
     if not isinstance(d, dict) or set(d) != keys:
         _fail("context", f"expected entries {sorted(keys)}, got "
@@ -276,7 +314,7 @@ def _context(d, columns: tuple, lookback: int, decode):
             _fail(f"context.time[{s}]", "expected strictly increasing times")
     _stamps("context.stamps", d["stamps"], lengths, meta.index.kind)
     try:
-        stamps = tuple(decode(st, meta.index) for st in d["stamps"])
+        stamps = tuple(decode_stamps(st, meta.index) for st in d["stamps"])
         ok = all(st[-1] == last for st, last in zip(stamps, meta.index.last))
         ctx = SeriesData(vals, ~np.isnan(vals), time, np.asarray(lengths), stamps, meta.index,
                          meta.source, gap)
@@ -310,14 +348,13 @@ def check_tree(field: str, struct, depth: int = 0, leaves: list | None = None) -
     return leaves
 
 
-def check_config(cfg: dict, cls, decode, n_weights: int | None = None) -> SimpleNamespace:
+def check_config(cfg: dict, cls, n_weights: int | None = None) -> SimpleNamespace:
     """Validate and decode a config (header already checked by :func:`check_header`).
 
     Parameters
     ----------
     cfg : parsed config.json
     cls : the estimator class (SSMForecaster)
-    decode : callable (stamps list, TimeIndexMeta) -> pd.Index
     n_weights : number of network weights stored; refuses sizes far beyond them
         before a layer is built (a forged d_model=10**6 must not allocate terabytes)
 
@@ -338,7 +375,7 @@ def check_config(cfg: dict, cls, decode, n_weights: int | None = None) -> Simple
     if n_exog and es is None:
         _fail("exog_scaler", f"missing for n_exog = {n_exog}")
     ec = None if ec is None else _labels("exog_columns", ec, n_exog)
-    ctx = _context(cfg["context"], columns, est.lookback, decode)
+    ctx = _context(cfg["context"], columns, est.lookback)
     n = ctx.n_series
     es = None if es is None else _scaler("exog_scaler", es, n, n_exog, "exog")
     if es is not None and es.by not in ("channel", "global"):
