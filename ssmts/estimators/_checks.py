@@ -39,7 +39,7 @@ def check_levels_list(levels: Any, name: str) -> tuple[float, ...]:
                          f"1 (e.g. [0.1, 0.5, 0.9]), got {levels!r}")
     q = np.asarray(arr, dtype=np.float64)
     if not np.all((q > 0) & (q < 1)):  # NaN fails too
-        raise ValueError(f"{name}: every level must lie strictly between 0 and 1 (NaN is not a "
+        raise ValueError(f"{name}: expected levels strictly between 0 and 1 (NaN is not a "
                          f"level), got {levels!r}")
     return tuple(sorted(set(float(x) for x in q)))
 

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ssmts.data import (DataMeta, SeriesData, align_exog, from_predictions, future_times,
                         to_series_data)
+from ssmts.estimators._checks import check_h, is_real
 
 __all__ = ["SeasonalNaiveForecaster", "NaiveForecaster"]
 
@@ -298,12 +299,14 @@ class _GridForecaster(BaseEstimator):
     def _distribution(self, context, h, X, at) -> tuple:
         """(mean, sd) float64 (n_series, h, C), the output DataMeta and the future stamps."""
         check_is_fitted(self, "meta_")
-        if isinstance(context, (int, np.integer)) and not isinstance(context, bool):
+        if is_real(context) or isinstance(context, (bool, np.bool_, str, bytes)):
             if h is not None:
                 raise TypeError("predict: h given twice (positionally and as h=)")
-            context, h = None, int(context)
+            context, h = None, context  # a number is h, checked below
         if h is None and at is None:
             raise ValueError("h: give the number of steps to forecast (or the stamps as at=)")
+        check_h(h)
+        h = None if h is None else int(h)
         o = self._origin if context is None else self._context_origin(context, X)
         times, stamps = future_times(o.meta, h=h, at=at)  # (n, h)
         steps = np.stack([self._to_ahead(times[s], s, "at", o) for s in range(len(stamps))])

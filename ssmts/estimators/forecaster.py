@@ -515,14 +515,25 @@ class SSMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------- I/O
     def save(self, path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` into the folder ``path``."""
+        """Write the model (``model.safetensors`` + ``config.json``) into the folder ``path``.
+
+        The folder is replaced atomically: on any error an existing model there is left
+        as it was. ``path`` must be new, empty, or a folder written by ``save``; a file
+        or a folder holding other files raises ``ValueError``. A ``target_transformer``
+        cannot be saved without pickling (``ValueError``).
+        """
         from ssmts.estimators._io import save_forecaster
 
         save_forecaster(self, path)
 
     @classmethod
     def load(cls, path) -> "SSMForecaster":
-        """Rebuild a fitted forecaster saved by :meth:`save` (never unpickles)."""
+        """Rebuild a fitted forecaster saved by :meth:`save` (never unpickles).
+
+        Raises ``ValueError`` naming the file for a missing, damaged, edited or
+        inconsistent file, or one written by a newer ssmts; warns when it loads the
+        previous model that an interrupted save left aside.
+        """
         from ssmts.estimators._io import load_forecaster
 
         return load_forecaster(path)

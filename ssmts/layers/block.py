@@ -84,7 +84,8 @@ def check_layer_options(kind: str, d_model: int, d_state: int,
                              f"conjugate pairs, so {what} must be an even int; got {d_state} "
                              f"(try d_state={lo} or {lo + step})")
     try:
-        make_layer(kind, d_model, d_state, **kw)
+        with torch.random.fork_rng(devices=[]):  # a trial build; the caller's RNG untouched
+            make_layer(kind, d_model, d_state, **kw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"layer_kwargs: {kind!r} layer refused {kw} with d_model={d_model}, "
                          f"d_state={d_state}: {exc}") from None

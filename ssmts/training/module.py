@@ -106,7 +106,8 @@ class ForecastModule(L.LightningModule):
         except ValueError as exc:  # a scan's NaN/inf check: weights or states overflowed
             if "non-finite" not in str(exc):
                 raise
-            raise self._diverged(f"the network's internal values overflowed ({exc})") from None
+            raise self._diverged("the network's internal values overflowed (a scan's "
+                                 "decay or input became inf or NaN)") from None
         loss = masked_loss(pred, batch["target"], batch["target_mask"], self.loss_name,
                            self.quantiles)
         if stage == "train" and not torch.isfinite(loss):
