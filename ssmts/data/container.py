@@ -32,6 +32,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
 from pandas.tseries.frequencies import to_offset
 
 __all__ = ["TimeIndexMeta", "SourceMeta", "DataMeta", "SeriesData", "infer_time_meta"]
@@ -61,9 +62,62 @@ def _is_tick(freq: str | None) -> bool:
     return freq is not None and isinstance(to_offset(freq), pd.offsets.Tick)
 
 
+# pandas' datetime units, finest first, and their ticks per second
+_UNITS = ("ns", "us", "ms", "s")
+_PER_SECOND = {"ns": 10**9, "us": 10**6, "ms": 10**3, "s": 1}
+_OUT_OF_BOUNDS = (OutOfBoundsDatetime, OutOfBoundsTimedelta, OverflowError)
+
+
+def _last_timestamp(unit: str | None) -> str:
+    """The last stamp pandas can hold in datetime64 ``unit`` (ns: 2262-04-11 23:47:16...)."""
+    return str(np.datetime64(np.iinfo(np.int64).max, unit or "ns")).replace("T", " ")
+
+
+def _split_seconds(idx: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(whole seconds, nanoseconds within that second) since the epoch (UTC), int64 each.
+
+    Exact for stamps of any unit, so differences never overflow int64 the way
+    nanoseconds do for spans over 292 years.
+    """
+    per = _PER_SECOND[idx.unit]
+    a = idx.asi8
+    return a // per, (a % per) * (10**9 // per)
+
+
+def _elapsed_ns(stamps: pd.DatetimeIndex, origin: pd.Timestamp) -> np.ndarray:
+    """float64 (n,) nanoseconds from ``origin`` to each stamp, for spans of any length.
+
+    Integer arithmetic first: exact while the span fits int64 nanoseconds
+    (292 years), one float64 rounding (relative 1e-16) beyond.
+    """
+    sec, sub = _split_seconds(pd.DatetimeIndex(stamps))
+    sec0, sub0 = _split_seconds(pd.DatetimeIndex([origin]))
+    d_sec, d_sub = sec - sec0[0], sub - sub0[0]  # int64 (n,) each, no overflow
+    if d_sec.size == 0 or np.abs(d_sec).max() < 9 * 10**9:  # |ns| < 9e18 fits int64
+        return (d_sec * 10**9 + d_sub).astype(np.float64)
+    return d_sec.astype(np.float64) * 1e9 + d_sub.astype(np.float64)
+
+
+def _gaps_ns(idx: pd.DatetimeIndex) -> np.ndarray:
+    """int64 (n - 1,) nanoseconds between consecutive stamps (any unit, any span)."""
+    sec, sub = _split_seconds(idx)
+    d_sec = np.diff(sec)
+    if d_sec.size and np.abs(d_sec).max() >= 9 * 10**9:
+        i = int(np.argmax(np.abs(d_sec) >= 9 * 10**9))
+        raise ValueError(f"time index: the stamps {idx[i]} and {idx[i + 1]} are more than 292 "
+                         "years apart, a gap longer than a pandas Timedelta holds; split the "
+                         "series there")
+    return d_sec * 10**9 + np.diff(sub)
+
+
+def _coarsest(*units: str) -> str:
+    """The coarsest of pandas datetime units (the one with the widest range)."""
+    return max(units, key=_UNITS.index)
+
+
 def _encode_stamp(kind: str, x: Any) -> Any:
-    if kind == "datetime":
-        return x.isoformat()
+    if kind == "datetime":  # in UTC: local mean time offsets (+00:53:28) do not parse back
+        return (x if x.tz is None else x.tz_convert("UTC")).isoformat()
     if kind == "period":
         return int(x.ordinal)
     return _plain(x)
@@ -132,26 +186,63 @@ class TimeIndexMeta:
         """
         origin = self.origin[series]
         if self.kind == "datetime":
-            o = origin.as_unit("ns").value
-            ns = (stamps.as_unit("ns").asi8 - o).astype(np.float64)  # int64 first: exact
+            stamps = pd.DatetimeIndex(stamps)
             if self.freq is not None and not _is_tick(self.freq):
-                return self._calendar_steps(ns, origin)
-            return ns / float(self.unit.value)
+                return self._calendar_steps(stamps, origin)
+            return _elapsed_ns(stamps, origin) / float(self.unit.value)  # float64 throughout
         if self.kind == "period":
             return (stamps.asi8 - origin.ordinal).astype(np.float64) / origin.freq.n
         return (np.asarray(stamps, dtype=np.float64) - float(origin)) / float(self.unit)
 
-    def _calendar_steps(self, ns: np.ndarray, origin: pd.Timestamp) -> np.ndarray:
-        """Grid positions for a calendar frequency (months, business days, DST days);
-        ``ns`` is nanoseconds since ``origin``."""
-        top = float(ns.max()) if ns.size else 0.0
-        n = int(top / max(float(self.unit.value), 1.0) * 2) + 3
-        while True:
-            grid = pd.date_range(origin, periods=n, freq=self.freq)
-            g = (grid.as_unit("ns").asi8 - origin.as_unit("ns").value).astype(np.float64)  # (n,)
-            if g[-1] >= top:
-                return np.interp(ns, g, np.arange(n, dtype=np.float64))
-            n *= 2
+    def _calendar_steps(self, stamps: pd.DatetimeIndex, origin: pd.Timestamp) -> np.ndarray:
+        """Grid positions for a calendar frequency (months, years, business days, DST days).
+
+        The grid (``origin`` stepped by ``freq``, as ``pd.date_range`` makes it) is
+        built only up to the last stamp asked for, plus one step when that stays
+        within pandas' bounds; a stamp between grid points gets a fractional
+        position, one past the last representable grid point (or before the
+        origin) its elapsed time over the nominal ``unit``. Spans of any length
+        work: nothing goes through int64 nanoseconds.
+
+        Returns
+        -------
+        float64 array, shape (n,), grid steps since ``origin``
+        """
+        e = _elapsed_ns(stamps, origin)  # (n,) float64
+        unit_ns = max(float(self.unit.value), 1.0)
+        out = e / unit_ns  # before the origin: nominal steps
+        ahead = e >= 0
+        if not ahead.any():
+            return out
+        off = to_offset(self.freq)
+        res = _coarsest(origin.unit, stamps.unit)  # a unit that holds origin and stamps
+        start = origin.as_unit(res)
+        end = stamps[ahead].max().as_unit(res)
+        if start.tz is not None:
+            end = end.tz_convert(start.tz)
+        # pd.date_range computes one point past its end, so stop it two steps short of
+        # ``end`` (near pandas' last timestamp that point may not exist) and step on by hand
+        try:
+            near = end - 2 * off
+        except _OUT_OF_BOUNDS:  # ``end`` within two steps of pandas' first timestamp
+            near = start
+        grid = pd.date_range(start, end=near, freq=off, unit=res) if near > start else []
+        grid = pd.DatetimeIndex(grid, dtype=pd.DatetimeIndex([start]).dtype)
+        if len(grid) == 0 or grid[0] != start:  # an origin off the offset is still step 0
+            grid = pd.DatetimeIndex([start]).append(grid)
+        extra = []
+        while (extra[-1] if extra else grid[-1]) < end:  # a few steps
+            try:
+                extra.append((extra[-1] if extra else grid[-1]) + off)
+            except _OUT_OF_BOUNDS:
+                break  # the next grid point is past pandas' bounds: extrapolate below
+        grid = grid.append(pd.DatetimeIndex(extra, dtype=grid.dtype)) if extra else grid
+        g = _elapsed_ns(grid, origin)  # (m,) float64, increasing, g[0] == 0
+        pos = np.interp(e[ahead], g, np.arange(len(g), dtype=np.float64))
+        past = e[ahead] > g[-1]
+        pos[past] = len(g) - 1 + (e[ahead][past] - g[-1]) / unit_ns
+        out[ahead] = pos
+        return out
 
     def next_stamps(self, series: int, h: int) -> pd.Index:
         """The ``h`` grid stamps after ``last[series]``; regular data only.
@@ -167,8 +258,18 @@ class TimeIndexMeta:
                 "stamps cannot be generated; pass the future timestamps as at=[...]")
         last = self.last[series]
         if self.kind == "datetime":
-            return pd.date_range(last, periods=h + 1, freq=self.freq, name=self.name,
-                                 unit=self.resolution)[1:]
+            try:
+                return pd.date_range(last, periods=h + 1, freq=self.freq, name=self.name,
+                                     unit=self.resolution)[1:]
+            except _OUT_OF_BOUNDS as exc:
+                res = self.resolution or "ns"
+                coarser = {"ns": "'us'", "us": "'ms'", "ms": "'s'"}.get(res)
+                hint = (f", or give y's index a coarser unit (y.index.as_unit({coarser}))"
+                        if coarser else "")
+                raise ValueError(
+                    f"h={h} steps of {self.freq} from {last} go past pandas' last timestamp "
+                    f"{_last_timestamp(res)} (datetime64[{res}] stamps); forecast fewer "
+                    f"steps{hint}") from exc
         if self.kind == "period":
             return pd.period_range(last, periods=h + 1, freq=self.freq, name=self.name)[1:]
         if self.kind == "range":
@@ -196,10 +297,21 @@ class TimeIndexMeta:
                 raise ValueError(f"{argname}: timestamps are {got} but y's are "
                                  f"{'in ' + self.tz if self.tz else 'tz-naive'}; make them match")
             idx = idx.tz_convert(self.tz) if self.tz is not None else idx
+            idx = self._in_resolution(idx)
         elif self.kind not in ("datetime", "period") and idx.dtype.kind not in "iuf":
             raise ValueError(f"{argname}: expected numeric time values like y's index, got "
                              f"dtype {idx.dtype}")
         return idx.rename(self.name)
+
+    def _in_resolution(self, idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
+        """``idx`` in y's datetime unit when that loses nothing, else as given."""
+        if not self.resolution or idx.unit == self.resolution:
+            return idx
+        try:
+            conv = idx.as_unit(self.resolution)
+        except _OUT_OF_BOUNDS:
+            return idx  # beyond what y's unit holds: keep the caller's unit
+        return conv if conv.as_unit(idx.unit).equals(idx) else idx
 
     # -- JSON ----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -487,8 +599,7 @@ def infer_time_meta(indexes: Sequence[pd.Index], name: Hashable | None = None) -
     last = tuple(idx[-1] for idx in indexes)
     if isinstance(first, pd.DatetimeIndex):
         tz = None if first.tz is None else str(first.tz)
-        ns = [idx.as_unit("ns").asi8 for idx in indexes]
-        diffs = np.concatenate([np.diff(a) for a in ns])  # pooled gaps, int64 ns
+        diffs = np.concatenate([_gaps_ns(idx) for idx in indexes])  # pooled gaps, int64 ns
         step, on_grid = _grid(diffs, exact=True)
         freq = _datetime_freq(indexes)
         if freq is None and on_grid:
