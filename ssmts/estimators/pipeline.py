@@ -28,7 +28,11 @@ def _apply(step_name: str, trans, y, method: str):
     if not isinstance(y, (pd.DataFrame, pd.Series)):
         raise TypeError(f"y: ForecastPipeline transforms pandas DataFrames / Series (wide "
                         f"format), got {type(y).__name__}; transform other containers yourself")
-    if method != "fit_transform" and not hasattr(trans, method):
+    from sklearn.preprocessing import FunctionTransformer
+
+    no_inverse = isinstance(trans, FunctionTransformer) and trans.func is not None \
+        and trans.inverse_func is None  # its inverse_transform is then the identity
+    if method == "inverse_transform" and (no_inverse or not hasattr(trans, method)):
         raise ValueError(f"steps: {step_name!r} ({type(trans).__name__}) has no {method}, so "
                          "forecasts cannot be mapped back to y's units; use an invertible "
                          "transformer (StandardScaler, FunctionTransformer with inverse_func, "
