@@ -17,6 +17,12 @@ given for series ``s``):
   as a gap of 2 (the data is not re-gridded; timestamps are data);
 * irregular data: elapsed time divided by the median gap, so gaps are ~1.
 
+Stamps are differenced in integer seconds and nanoseconds, then float64, never
+through int64 nanoseconds since the origin (which overflow past 292 years), so
+any span pandas holds works and ``gaps`` are exact to float64 rounding. Calendar
+grids are built only up to the stamps asked for; future stamps past pandas'
+last timestamp of y's unit (2262-04-11 for nanoseconds) raise a ``ValueError``.
+
 ``gaps[s, t] = time[s, t] - time[s, t - 1]`` and the first gap of each series is
 ``lead_gap[s]`` (1.0 for a series as given; the real gap for a slice taken from
 the middle of a series). Series of different lengths are padded at the END:

@@ -55,7 +55,7 @@ def test_calendar_steps_are_grid_positions_over_centuries(name):
     assert t_at[0, 0] == len(idx) - 1 + n_months // (1 if idx.freqstr == "MS" else 12)
 
 
-def test_stamps_with_a_hole_over_centuries_give_gap_two():
+def test_yearly_stamps_with_a_hole_over_centuries():
     idx = pd.date_range("1700", periods=320, freq="YS").delete(310)  # a missing year
     data = to_series_data(pd.Series(np.arange(319.0), index=idx.copy()))  # hole: no freq
     assert not data.index_meta.regular  # 365- and 366-day gaps: no fixed step
@@ -176,7 +176,8 @@ def test_gaps_fed_to_the_network_equal_float64_gaps(unit):
     tr = np.arange(L - n_val - width + 1)[:, None] + np.arange(width)  # train windows
     va = np.arange(L - n_val - lookback, L - width + 1)[:, None] + np.arange(width)
     for part, cols in ((dm.train_t, tr), (dm.val_t, va)):
-        for key, sl in (("context_gaps", slice(0, lookback)), ("future_gaps", slice(lookback, None))):
+        for key, sl in (("context_gaps", slice(0, lookback)),
+                        ("future_gaps", slice(lookback, None))):
             got = part[key]
             assert got.dtype == torch.float32
             want = data.gaps[0][cols[:, sl]]  # float64
