@@ -256,7 +256,7 @@ def _read_dataset(ds: xr.Dataset, target_cols, time_dim, series_dim, name: str) 
     bad = [v for v in names if set(ds[v].dims) != set(dims)]
     if bad:
         raise ValueError(f"{name}: data variables {bad} do not share the dimensions {dims} of "
-                         f"{names[0]!r}; select variables with target_cols=")
+                         f"{names[0]!r}; pass only variables that share them (ds[[...]])")
     for v in names:
         _check_dtype_kind(ds[v].dtype, f"data variable {v!r}", name)
     tdim = _pick_time_dim(dims, time_dim, ds.get_index, name)

@@ -106,9 +106,10 @@ def _unflatten(struct, tensors: dict):
     return vals if kind == "list" else tuple(vals)
 
 
-def _encode_stamps(idx: pd.Index, kind: str) -> list:
+def _encode_stamps(idx: pd.Index, kind: str, unit: str = "ns") -> list:
+    """Stamps as JSON ints; datetimes count ``unit`` (y's own: no overflow past 2262)."""
     if kind == "datetime":
-        return [int(x) for x in idx.as_unit("ns").asi8]
+        return [int(x) for x in idx.as_unit(unit).asi8]
     if kind == "period":
         return [int(x) for x in idx.asi8]
     return [_plain(x) for x in idx]
@@ -120,7 +121,14 @@ def _context_to_dict(ctx: SeriesData) -> dict:
                        for s in vals],
             "time": ctx.time.tolist(), "lengths": ctx.lengths.tolist(),
             "lead_gap": ctx.lead_gap.tolist(), "meta": ctx.meta.to_dict(),
-            "stamps": [_encode_stamps(st, ctx.index_meta.kind) for st in ctx.stamps]}
+            "stamp_unit": _stamp_unit(ctx),
+            "stamps": [_encode_stamps(st, ctx.index_meta.kind, _stamp_unit(ctx))
+                       for st in ctx.stamps]}
+
+
+def _stamp_unit(ctx: SeriesData) -> str:
+    res = ctx.index_meta.resolution
+    return res if res in ("s", "ms", "us", "ns") else "ns"
 
 
 def _params_json(est) -> dict:

@@ -132,9 +132,10 @@ def parse_config(file, raw: bytes):
                          f"{ADVICE}") from None
 
 
-def decode_stamps(vals: list, meta) -> pd.Index:
+def decode_stamps(vals: list, meta, unit: str = "ns") -> pd.Index:
+    """Stamps saved as ints (datetime: counts of ``unit`` since the epoch, UTC) -> pd.Index."""
     if meta.kind == "datetime":
-        idx = pd.DatetimeIndex(np.asarray(vals, dtype=np.int64).view("M8[ns]"))
+        idx = pd.DatetimeIndex(np.asarray(vals, dtype=np.int64).view(f"M8[{unit}]"))
         idx = idx.tz_localize("UTC").tz_convert(meta.tz) if meta.tz else idx
         return idx.as_unit(meta.resolution or "ns").rename(meta.name)
     if meta.kind == "period":
@@ -279,6 +280,11 @@ def _stamps(field: str, v, lengths, kind: str) -> list:
 def _context(d, columns: tuple, lookback: int):
     """The context tail -> SeriesData."""
     keys = {"values", "time", "lengths", "lead_gap", "meta", "stamps"}
+    if isinstance(d, dict) and "stamp_unit" in d:  # datetime stamps in y's unit (else ns)
+        keys = keys | {"stamp_unit"}
+        if d["stamp_unit"] not in ("s", "ms", "us", "ns"):
+            _fail("context.stamp_unit", f"expected 's', 'ms', 'us' or 'ns', got "
+                                        f"{_short(d['stamp_unit'])}")
     if not isinstance(d, dict) or set(d) != keys:
         _fail("context", f"expected entries {sorted(keys)}, got "
                          f"{sorted(d) if isinstance(d, dict) else _short(d)}")
@@ -314,7 +320,8 @@ def _context(d, columns: tuple, lookback: int):
             _fail(f"context.time[{s}]", "expected strictly increasing times")
     _stamps("context.stamps", d["stamps"], lengths, meta.index.kind)
     try:
-        stamps = tuple(decode_stamps(st, meta.index) for st in d["stamps"])
+        unit = d.get("stamp_unit", "ns")
+        stamps = tuple(decode_stamps(st, meta.index, unit) for st in d["stamps"])
         ok = all(st[-1] == last for st, last in zip(stamps, meta.index.last))
         ctx = SeriesData(vals, ~np.isnan(vals), time, np.asarray(lengths), stamps, meta.index,
                          meta.source, gap)

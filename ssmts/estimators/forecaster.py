@@ -267,7 +267,7 @@ class SSMForecaster(BaseEstimator):
         if self.n_masked_:
             warnings.warn(f"y: {self.n_masked_} of {raw.n_masked + raw.n_observed} values are "
                           "missing (NaN); they are masked out of the loss and skipped by the "
-                          "state update", UserWarning, stacklevel=2)
+                          "state update", UserWarning, stacklevel=3)
         longest = int(raw.lengths.max())
         if longest < self.lookback + self.horizon:
             raise ValueError(f"y: the longest series has {longest} steps, fewer than lookback + "

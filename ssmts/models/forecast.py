@@ -72,12 +72,13 @@ def effective_gaps(gaps: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Te
         Time from the last observed row to the end of the window (0 when the
         last row is observed).
     """
-    cum = torch.cumsum(gaps, dim=1)  # (B, L)
+    # the running sum in float64: in float32 its rounding grows with the window's length
+    cum = torch.cumsum(gaps.double(), dim=1)  # (B, L)
     marks = torch.where(observed, cum, torch.zeros_like(cum))
     last_obs = torch.cummax(marks, dim=1).values  # (B, L) cum time of last observed row so far
     prev = torch.cat([torch.zeros_like(cum[:, :1]), last_obs[:, :-1]], dim=1)  # (B, L)
     dt = torch.where(observed, cum - prev, torch.full_like(cum, SKIP_DT))
-    return dt, cum[:, -1] - last_obs[:, -1]
+    return dt.to(gaps.dtype), (cum[:, -1] - last_obs[:, -1]).to(gaps.dtype)
 
 
 def window_stats(values: torch.Tensor, mask: torch.Tensor, how: str = "mean",

@@ -84,3 +84,19 @@ def test_target_transformer_refuses_to_save(saved, tmp_path):
     f = SSMForecaster(target_transformer=StandardScaler(), **KW).fit(np.random.rand(40, 1))
     with pytest.raises(ValueError, match="target_transformer"):
         f.save(tmp_path / "x")
+
+
+def test_save_load_stamps_past_2262(tmp_path):
+    """Microsecond stamps (pandas' default) reach past 2262; saving must not overflow ns."""
+    import warnings
+
+    idx = pd.date_range("2200", periods=60, freq="YS", unit="us")
+    y = pd.Series(np.sin(np.arange(60) / 3), index=idx, name="v")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = SSMForecaster(lookback=8, horizon=4, d_model=8, n_layers=1, d_state=4, max_epochs=1,
+                          val_size=0, random_state=0).fit(y)
+    f.save(tmp_path / "m")
+    g = SSMForecaster.load(tmp_path / "m")
+    pd.testing.assert_series_equal(g.predict(3), f.predict(3))
+    assert g.context_.stamps[0].equals(f.context_.stamps[0])
