@@ -23,7 +23,7 @@ from ssmts.data import (SeriesData, align_exog, from_predictions, future_times, 
 from ssmts.estimators import _convert as _cv
 from ssmts.estimators import _rollout as _ro
 from ssmts.estimators._checks import (check_coverage, check_forecaster_params, check_h,
-                                      check_levels_list, is_int, is_real, non_finite_forecast)
+                                      check_levels_list, is_real, non_finite_forecast)
 from ssmts.models.forecast import ForecastNet
 
 __all__ = ["SSMForecaster"]
