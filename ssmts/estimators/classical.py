@@ -113,6 +113,44 @@ def season_from_index(meta: Any) -> float:
     return 1.0 if off is None else _offset_season(off)
 
 
+_MIN_OBS = 3  # observed values a column needs before a likelihood fit is attempted
+
+
+def _pow2_scale(col: np.ndarray) -> float:
+    """A power of two near the largest |value| of ``col`` (1.0 without one).
+
+    The models are fitted on ``col / scale``: values of any magnitude (1e-30, 1e200)
+    reach statsmodels' optimiser near 1, and dividing by a power of two is exact.
+    """
+    m = float(np.nanmax(np.abs(col))) if np.isfinite(col).any() else 0.0
+    return float(2.0 ** np.round(np.log2(m))) if m > 0 else 1.0
+
+
+class _ConstantFit:
+    """The "fit" of a column whose observed values are all equal: that value, no spread.
+
+    statsmodels cannot estimate variances from a constant series; this keeps the
+    methods the forecaster calls (``apply``, ``append``, ``get_forecast``).
+    """
+
+    mle_retvals = {"converged": True}
+
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def apply(self, y, refit=False, **kw) -> "_ConstantFit":
+        return self
+
+    def append(self, y, **kw) -> "_ConstantFit":
+        return self
+
+    def get_forecast(self, steps: int, **kw):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(predicted_mean=np.full(steps, self.value),
+                               var_pred_mean=np.zeros(steps))
+
+
 def _int_tuple(x: Any, n: int, name: str) -> tuple:
     if isinstance(x, (str, bytes)) or not hasattr(x, "__len__") or len(x) != n or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in x):
@@ -169,6 +207,11 @@ class StatsmodelsForecaster(_GridForecaster):
     harmonics_ : int or None
         Sine/cosine pairs of a trigonometric seasonal (``"unobserved_components"``);
         None for a dummy seasonal, no season, or another model.
+    y_scale_ : float ndarray, shape (n_series, n_features_in_)
+        Power of two each column is divided by before fitting (near its largest
+        |value|), so any magnitude fits; forecasts and ``lti`` are in y's units. A
+        column whose observed values are all equal gets no model: it forecasts that
+        value with zero spread.
     converged_ : bool ndarray, shape (n_series, n_features_in_)
         Whether each likelihood optimisation converged (a warning names those that did not).
     meta_ : DataMeta
@@ -321,17 +364,34 @@ class StatsmodelsForecaster(_GridForecaster):
         kw = {**kw, **(self.model_kwargs or {})}
         fit_kw = {"disp": False, "maxiter": int(self.maxiter), **(self.fit_kwargs or {})}
         src = self.meta_.source
+        self.y_scale_ = np.array([[_pow2_scale(g[:, c]) for c in range(g.shape[1])]
+                                  for g in grids])  # (n_series, C)
         self.results_, conv = [], []
         for s, g in enumerate(grids):
             row = []
             for c in range(g.shape[1]):
-                if np.isnan(g[:, c]).all():
-                    raise ValueError(f"y: column {src.columns[c]!r} of series {src.ids[s]!r} "
-                                     "has no observed value; drop it")
+                col = g[:, c] / self.y_scale_[s, c]
+                obs = col[~np.isnan(col)]
+                where = f"column {src.columns[c]!r} of series {src.ids[s]!r}"
+                if obs.size < _MIN_OBS:
+                    raise ValueError(f"y: {where} has {obs.size} observed value(s); "
+                                     f"{type(self).__name__} needs at least {_MIN_OBS} (and two "
+                                     "seasons for a seasonal model); pass a longer series or use "
+                                     "SeasonalNaiveForecaster")
+                if np.all(obs == obs[0]):
+                    row.append(_ConstantFit(obs[0]))
+                    continue
                 ex = {} if exog is None else {"exog": exog[s]}
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # convergence is reported below
-                    row.append(cls(g[:, c], **ex, **kw).fit(**fit_kw))
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # convergence is reported below
+                        row.append(cls(col, **ex, **kw).fit(**fit_kw))
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    raise ValueError(
+                        f"y: statsmodels could not fit model={self.model!r} to {where} "
+                        f"({obs.size} observed values, season {self.seasonal_periods_:g}): "
+                        f"{exc}; pass a longer series, simplify the model "
+                        "(seasonal_periods=1) or use SeasonalNaiveForecaster") from exc
             self.results_.append(row)
             conv.append([bool(r.mle_retvals.get("converged", True))
                          if isinstance(r.mle_retvals, dict) else True for r in row])
@@ -351,7 +411,8 @@ class StatsmodelsForecaster(_GridForecaster):
             warnings.simplefilter("ignore")
             for s, g in enumerate(grids):
                 ex = {} if exog is None else {"exog": exog[s]}
-                out.append([self.results_[s][c].apply(g[:, c], refit=False, **ex)
+                out.append([self.results_[s][c].apply(g[:, c] / self.y_scale_[s, c],
+                                                      refit=False, **ex)
                             for c in range(g.shape[1])])
         return out
 
@@ -362,7 +423,8 @@ class StatsmodelsForecaster(_GridForecaster):
             warnings.simplefilter("ignore")
             for s, seg in enumerate(segs):
                 ex = {} if exog is None else {"exog": exog[s]}
-                out.append([state[s][c].append(seg[:, c], **ex) for c in range(seg.shape[1])])
+                out.append([state[s][c].append(seg[:, c] / self.y_scale_[s, c], **ex)
+                            for c in range(seg.shape[1])])
         self.results_ = out
         return out
 
@@ -380,8 +442,9 @@ class StatsmodelsForecaster(_GridForecaster):
                     fc = state[s][c].get_forecast(H, **kw)
                 mu = np.asarray(fc.predicted_mean, dtype=np.float64)  # (H,)
                 var = np.asarray(fc.var_pred_mean, dtype=np.float64).reshape(H)  # (H,)
-                mean[s, :, c] = mu[steps[s] - 1]
-                sd[s, :, c] = np.sqrt(np.maximum(var[steps[s] - 1], 0.0))
+                scale = self.y_scale_[s, c]
+                mean[s, :, c] = mu[steps[s] - 1] * scale
+                sd[s, :, c] = np.sqrt(np.maximum(var[steps[s] - 1], 0.0)) * scale
         return mean, sd
 
     # -- control view ----------------------------------------------------------
@@ -390,7 +453,9 @@ class StatsmodelsForecaster(_GridForecaster):
 
         statsmodels writes ``y_t = d + Z a_t + e_t``, ``a_{t+1} = c + T a_t + R n_t``;
         the system returned is ``A = T``, ``B = R`` (inputs: the state shocks
-        ``n_t``), ``C = Z``, ``D = 0``. Its impulse response ``y[k] = Z T^(k-1) R``
+        ``n_t``), ``C = y_scale_ Z``, ``D = 0``: the model is fitted on y divided by
+        ``y_scale_[series, column]`` (a power of two), so ``C`` carries that scale
+        back and outputs are in y's units. Its impulse response ``y[k] = Z T^(k-1) R``
         (k >= 1) is statsmodels' ``results.impulse_responses`` shifted by one step
         (statsmodels reports the first effect ``Z R`` at step 0).
 
@@ -408,7 +473,11 @@ class StatsmodelsForecaster(_GridForecaster):
                              (column, len(self.results_[0]), "column")):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not 0 <= val < n:
                 raise ValueError(f"{name}: expected a position in [0, {n}), got {val!r}")
-        ssm = self.results_[series][column].model.ssm
+        res = self.results_[series][column]
+        if isinstance(res, _ConstantFit):
+            raise ValueError(f"column: column {column} of series {series} is constant, so no "
+                             "state-space model was fitted; it has no LTI view")
+        ssm = res.model.ssm
         mats = []
         for key in ("transition", "selection", "design"):
             M = np.asarray(ssm[key], dtype=np.float64)
@@ -419,4 +488,5 @@ class StatsmodelsForecaster(_GridForecaster):
                 M = M[:, :, 0]
             mats.append(M)
         A, B, C = mats  # (k_states, k_states), (k_states, k_posdef), (k_endog, k_states)
+        C = C * self.y_scale_[series, column]
         return LTISystem(A, B, C, np.zeros((C.shape[0], B.shape[1])), dt=1.0)

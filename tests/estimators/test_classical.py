@@ -175,6 +175,7 @@ def test_lti_matches_statsmodels(model, kw):
     _, y_imp = sys.impulse(n=steps + 2)  # (steps + 2, 1, m)
     for j in range(sys.n_inputs):
         ref = np.asarray(res.impulse_responses(steps=steps, impulse=j)).reshape(-1)  # (steps + 1,)
+        ref = ref * f.y_scale_[0, 0]  # statsmodels saw y / y_scale_; our outputs are in y's units
         ours = y_imp[1:, 0, j]  # statsmodels' step 0 is our step 1
         print(f"{model} shock {j}: max |diff| {np.max(np.abs(ours - ref)):.2e}")
         np.testing.assert_allclose(ours, ref, atol=1e-10)
