@@ -72,14 +72,18 @@ def test_run_demo_quick(tmp_path, capsys):
 
 
 def test_full_run_candidates_and_seeds():
-    """The full run's plan: 2 SSM candidates and 3 seeds, 4 UC candidates, ETS's reason."""
+    """The full run's plan: 3 SSM candidates and 3 seeds, 4 UC and 2 ETS candidates."""
     models, omitted = demo._models(quick=False)
     by_name = {m.name: m for m in models}
     if "SSMForecaster (S5)" in by_name:
         ssm = by_name["SSMForecaster (S5)"]
-        assert len(ssm.candidates) == 2 and ssm.seeds == (0, 1, 2)
+        assert len(ssm.candidates) == 3 and ssm.seeds == (0, 1, 2)
+        assert {(c["lookback"], c["lr"]) for c in ssm.candidates} == {
+            (52, 1e-2), (104, 1e-2), (104, 3e-3)}
     assert len(by_name["UnobservedComponents"].candidates) == 4
-    assert "two fits" in omitted["ETS (52-week season)"]
+    assert len(by_name["ETS (52-week season)"].candidates) == 2
+    assert all(m.seeds == (0,) for m in models if not m.name.startswith("SSM"))
+    assert "ETS (52-week season)" not in omitted
 
 
 def test_no_test_week_reaches_the_choice():
