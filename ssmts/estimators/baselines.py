@@ -358,6 +358,22 @@ class _GridForecaster(BaseEstimator):
                              f"{self.n_exog_}")
         return ex
 
+    def backtest(self, y: Any, start: Any, horizon: int, stride: int = 1,
+                 refit: bool = False, X: Any = None, quantiles=None) -> pd.DataFrame:
+        """Forecasts from every origin ``start, start + stride, ...`` of ``y`` vs the truth.
+
+        ``y``: the full series (one series: wide DataFrame, Series or numpy; fitted
+        columns); ``start`` an int row, a fraction in (0, 1) or a stamp. Each origin
+        forecasts ``horizon`` steps with ``predict(y[:origin], h)`` (``refit=True``:
+        a clone fitted on ``y[:origin]``); ``quantiles`` adds ``q<level>`` columns from
+        ``predict_quantiles``. Returns a long DataFrame (``origin``, ``time``, ``step``,
+        ``column``, ``forecast``, ``truth``); see :func:`ssmts.estimators._backtest.backtest`.
+        """
+        from ssmts.estimators._backtest import backtest
+
+        return backtest(self, y, start, horizon, stride=stride, refit=refit, X=X,
+                        quantiles=quantiles)
+
 
 def _last_times(data: SeriesData) -> list:
     """Numeric time of each series' last stamp, list of float (n_series,)."""

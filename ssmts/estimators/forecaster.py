@@ -538,3 +538,20 @@ class SSMForecaster(BaseEstimator):
 
         return load_forecaster(path)
 
+    def backtest(self, y, start, horizon: int | None = None, stride: int = 1,
+                 refit: bool = False, X=None, quantiles=None, batch: int = 256):
+        """Forecasts from every origin ``start, start + stride, ...`` of ``y`` vs the truth.
+
+        ``y`` is the full series (history and tail, fitted columns); ``start`` an int row,
+        a fraction in (0, 1) or a stamp; ``horizon`` steps (default the model's).
+        ``refit=False`` runs the fitted model on each origin's own context (what
+        ``predict(y[:origin], h)`` gives), batched; ``refit=True`` refits a clone per
+        origin. Returns a long DataFrame (``origin``, ``time``, ``step``, ``column``,
+        ``forecast``, ``truth``, ``q<level>``; ``series`` with several series); see
+        :func:`ssmts.estimators._backtest.backtest` for all rules.
+        """
+        from ssmts.estimators._backtest import backtest
+
+        h = self.horizon if horizon is None else horizon
+        return backtest(self, y, start, h, stride=stride, refit=refit, X=X,
+                        quantiles=quantiles, batch=batch)
