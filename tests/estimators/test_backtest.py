@@ -1,0 +1,147 @@
+"""backtest: the batched SSMForecaster backtest equals a loop of predict(context), and the
+grid forecasters' loop; origins from int / fraction / stamp starts; argument errors."""
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssmts.estimators import SeasonalNaiveForecaster, SSMForecaster
+
+TINY = dict(lookback=16, horizon=4, d_model=8, n_layers=1, d_state=4, max_epochs=1,
+            val_size=0, random_state=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def y():
+    rng = np.random.default_rng(0)
+    t = np.arange(120)
+    return pd.DataFrame({"a": np.sin(2 * np.pi * t / 12) + 0.1 * rng.standard_normal(120) + 3,
+                         "b": np.cos(t / 5) + 2},
+                        index=pd.date_range("2024-01-01", periods=120, freq="h"))
+
+
+@pytest.fixture(scope="module", params=["mse", "quantile"])
+def ssm(request, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SSMForecaster(loss=request.param, **TINY).fit(y.iloc[:80])
+
+
+def _loop(est, y, origins, horizon, levels=None):
+    """Reference: predict(y[:o], h) from each origin, as long arrays per (origin, step, col)."""
+    fc, qs = [], []
+    for o in origins:
+        hh = min(horizon, len(y) - o)
+        fc.append(est.predict(y.iloc[:o], h=hh).to_numpy().ravel())
+        if levels is not None:
+            q = est.predict_quantiles(y.iloc[:o], h=hh, quantiles=levels)
+            qs.append(q.to_numpy().reshape(hh, y.shape[1], len(levels)).reshape(-1, len(levels)))
+    return np.concatenate(fc), (None if levels is None else np.concatenate(qs))
+
+
+@pytest.mark.parametrize("horizon,stride", [(4, 9), (7, 11)])  # 7 > net horizon: rollout
+def test_ssm_batched_equals_predict_loop(ssm, y, horizon, stride):
+    bt = ssm.backtest(y, start=20, horizon=horizon, stride=stride, batch=8)
+    origins = list(range(20, 120, stride))
+    levels = ssm._quantile_levels()
+    fc, qs = _loop(ssm, y, origins, horizon, levels)
+    np.testing.assert_allclose(bt["forecast"].to_numpy(), fc, rtol=1e-4, atol=1e-5)
+    steps = [min(horizon, 120 - o) for o in origins]
+    assert len(bt) == 2 * sum(steps)
+    assert list(bt.columns[:6]) == ["origin", "time", "step", "column", "forecast", "truth"]
+    assert bt["origin"].iloc[0] == y.index[19] and bt["time"].iloc[0] == y.index[20]
+    np.testing.assert_array_equal(bt["truth"].to_numpy()[:2], y.iloc[20].to_numpy())
+    assert bt["step"].max() == horizon and bt["origin"].nunique() == len(origins)
+    if levels is not None:
+        got = bt[[f"q{q:g}" for q in levels]].to_numpy()
+        np.testing.assert_allclose(got, qs, rtol=1e-4, atol=1e-5)
+    else:
+        assert not any(c.startswith("q") for c in bt.columns)
+
+
+def test_start_int_fraction_stamp(ssm, y):
+    a = ssm.backtest(y, start=60, horizon=4, stride=10)
+    b = ssm.backtest(y, start=0.5, horizon=4, stride=10)
+    c = ssm.backtest(y, start=y.index[60], horizon=4, stride=10)
+    d = ssm.backtest(y, start=str(y.index[60]), horizon=4, stride=10)
+    for other in (b, c, d):
+        pd.testing.assert_frame_equal(a, other)
+    assert a["origin"].iloc[0] == y.index[59]
+
+
+def test_refit_loop(y, capsys):
+    f = SeasonalNaiveForecaster(12).fit(y)
+    bt = f.backtest(y, start=100, horizon=3, stride=8, refit=True)
+    ref = [SeasonalNaiveForecaster(12).fit(y.iloc[:o]).predict(min(3, 120 - o)).to_numpy()
+           for o in (100, 108, 116)]
+    np.testing.assert_allclose(bt["forecast"].to_numpy(), np.concatenate(ref).ravel())
+    assert "refit 3/3" in capsys.readouterr().err
+
+
+def test_seasonal_naive_equals_loop(y):
+    f = SeasonalNaiveForecaster(12).fit(y.iloc[:80])
+    bt = f.backtest(y, start=30, horizon=5, stride=7, quantiles=[0.1, 0.9])
+    origins = list(range(30, 120, 7))
+    fc, qs = _loop(f, y, origins, 5, [0.1, 0.9])
+    np.testing.assert_allclose(bt["forecast"].to_numpy(), fc)
+    np.testing.assert_allclose(bt[["q0.1", "q0.9"]].to_numpy(), qs)
+    s = SeasonalNaiveForecaster(12).fit(y["a"]).backtest(y["a"], 0.5, 5)  # a Series
+    assert set(s["column"]) == {"a"} and len(s) == sum(min(5, 120 - o) for o in range(60, 120))
+
+
+def test_several_series(y):
+    long = pd.concat({"s1": y, "s2": y * 2}, names=["id", "ts"]).reset_index()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = SSMForecaster(id_col="id", time_col="ts", **TINY).fit(long)
+    bt = f.backtest(long, start=100, horizon=4, stride=5)
+    assert list(bt.columns[:2]) == ["series", "origin"] and set(bt["series"]) == {"s1", "s2"}
+    one = bt[bt["series"] == "s2"]
+    ctx = long[long["ts"] < y.index[100]]
+    p = f.predict(ctx, h=4)
+    want = p[p["id"] == "s2"][["a", "b"]].to_numpy().ravel()
+    np.testing.assert_allclose(one["forecast"].to_numpy()[:8], want, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_arguments(ssm, y):
+    f = SeasonalNaiveForecaster(12).fit(y)
+    for est in (ssm, f):
+        with pytest.raises(ValueError, match="start"):
+            est.backtest(y, start=120, horizon=4)
+        with pytest.raises(ValueError, match="start"):
+            est.backtest(y, start=0, horizon=4)
+        with pytest.raises(ValueError, match="start"):
+            est.backtest(y, start=1.5, horizon=4)
+        with pytest.raises(ValueError, match="start"):
+            est.backtest(y, start=pd.Timestamp("2030-01-01"), horizon=4)
+        with pytest.raises(ValueError, match="horizon"):
+            est.backtest(y, start=50, horizon=0)
+        with pytest.raises(ValueError, match="stride"):
+            est.backtest(y, start=50, horizon=4, stride=0)
+        with pytest.raises(ValueError, match="columns"):
+            est.backtest(y[["b", "a"]], start=50, horizon=4)
+    with pytest.raises(ValueError, match="lookback"):
+        ssm.backtest(y, start=5, horizon=4)
+    with pytest.raises(ValueError, match="refit"):
+        f.backtest(y, start=50, horizon=4, refit="yes")
+
+
+def test_timing_batched_vs_loop(y):
+    """Printed, not asserted: ~200 origins, batched vs a loop of predict(context)."""
+    idx = pd.date_range("2024-01-01", periods=240, freq="h")
+    big = pd.DataFrame(np.sin(np.arange(240)[:, None] / 6 + np.arange(2)), index=idx,
+                       columns=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = SSMForecaster(**TINY).fit(big.iloc[:120])
+    t0 = time.perf_counter()
+    bt = f.backtest(big, start=40, horizon=4)
+    t1 = time.perf_counter()
+    for o in range(40, 240, 10):  # every 10th origin, scaled up to all 200
+        f.predict(big.iloc[:o], h=min(4, 240 - o))
+    t2 = time.perf_counter()
+    print(f"\nbacktest of {bt['origin'].nunique()} origins: batched {t1 - t0:.3f} s, loop "
+          f"of predict(context) {10 * (t2 - t1):.2f} s (20 origins timed, x10)")
