@@ -24,7 +24,7 @@ MAX_COLUMNS = 6
 def _pyplot():
     try:
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise ImportError("plot_forecast needs matplotlib, which is not installed; "
                           "pip install matplotlib (or pip install 'ssmts[plot]')") from exc
     return plt

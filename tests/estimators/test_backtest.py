@@ -145,3 +145,65 @@ def test_timing_batched_vs_loop(y):
     t2 = time.perf_counter()
     print(f"\nbacktest of {bt['origin'].nunique()} origins: batched {t1 - t0:.3f} s, loop "
           f"of predict(context) {10 * (t2 - t1):.2f} s (20 origins timed, x10)")
+
+
+# --------------------------------------------------------------------------- scoring
+def _frame():
+    """A hand-made backtest frame: 2 origins x 2 steps x 1 column, quantiles 0.1 / 0.9."""
+    return pd.DataFrame({"origin": [0, 0, 1, 1], "step": [1, 2, 1, 2], "column": ["a"] * 4,
+                         "forecast": [1.0, 2.0, 3.0, 4.0], "truth": [2.0, 2.0, 1.0, np.nan],
+                         "q0.1": [0.0, 1.0, 2.0, 3.0], "q0.9": [3.0, 3.0, 4.0, 5.0]})
+
+
+def test_score_backtest_by_hand():
+    from ssmts.metrics import score_backtest
+
+    df = _frame()  # errors (truth observed): -1, 0, 2
+    s = score_backtest(df, metrics=("mse", "mae", "rmse", "mase"), y_train=[0.0, 2.0, 1.0, 3.0])
+    assert s["mse"] == pytest.approx(5 / 3) and s["mae"] == pytest.approx(1.0)
+    assert s["rmse"] == pytest.approx(np.sqrt(5 / 3))
+    assert s["mase"] == pytest.approx(1.0 / (5 / 3))  # naive MAE of y_train: (2+1+2)/3
+    # pinball 0.1: e = t - q = 2, 1, -1 -> 0.2, 0.1, 0.9; 0.9: e = -1, -1, -3 -> .1, .1, .3
+    assert s["pinball_q0.1"] == pytest.approx(1.2 / 3)
+    assert s["pinball_q0.9"] == pytest.approx(0.5 / 3)
+    assert s["pinball"] == pytest.approx((1.2 / 3 + 0.5 / 3) / 2)
+    assert s["coverage_0.8"] == pytest.approx(2 / 3)  # 1 lies below [2, 4]
+    by = score_backtest(df, metrics="mae", by="step")
+    assert list(by.index) == [1, 2] and by.loc[1, "mae"] == pytest.approx(1.5)
+    assert by.loc[2, "mae"] == pytest.approx(0.0)
+    ytr = pd.DataFrame({"a": [0.0, 2.0, 1.0, 3.0]})  # per-column scales
+    assert score_backtest(df, ("mase",), y_train=ytr)["mase"] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="y_train"):
+        score_backtest(df, metrics=("mase",))
+    with pytest.raises(ValueError, match="metrics: unknown"):
+        score_backtest(df, metrics=("r2",))
+    with pytest.raises(ValueError, match="by:"):
+        score_backtest(df, by="nope")
+
+
+def test_backtest_scores_and_new_scorers(y):
+    from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
+
+    from ssmts import metrics
+
+    f = SeasonalNaiveForecaster(12).fit(y.iloc[:100])
+    bt = f.backtest(y, start=100, horizon=20, stride=20, quantiles=[0.05, 0.95])
+    fold = y.iloc[100:]
+    s = metrics.score_backtest(bt, y_train=y.iloc[:100], metrics=("mae", "mase"))
+    assert s["mae"] == pytest.approx(-metrics.get_scorer("neg_mean_absolute_error")(f, fold))
+    ms = metrics.mase_scorer(y, season=1)
+    want = metrics.mase(fold.to_numpy(), f.predict(20).to_numpy(), y.iloc[:100].to_numpy())
+    assert ms(f, fold) == pytest.approx(-want)
+    q = f.predict_quantiles(20, quantiles=[0.9]).to_numpy()
+    assert metrics.pinball_scorer(0.9)(f, fold) == pytest.approx(
+        -metrics.pinball(fold.to_numpy(), q, 0.9))
+    cov = s.get("coverage_0.9", metrics.score_backtest(bt)["coverage_0.9"])
+    assert metrics.coverage_scorer(0.9)(f, fold) == pytest.approx(-abs(cov - 0.9))
+    for scorer in (ms, metrics.pinball_scorer(0.5), metrics.coverage_scorer(0.8)):
+        gs = GridSearchCV(SeasonalNaiveForecaster(), {"season_length": [1, 12]},
+                          cv=TimeSeriesSplit(3, test_size=12), scoring=scorer).fit(y)
+        assert np.all(np.isfinite(gs.cv_results_["mean_test_score"]))
+    with pytest.raises(ValueError, match="level"):
+        metrics.pinball_scorer(1.5)
+    with pytest.raises(ValueError, match="coverage"):
+        metrics.coverage_scorer(0.0)
