@@ -114,7 +114,7 @@ def plot_forecast(history: Any, forecast: Any, intervals: tuple | None = None,
         axes, fig = [ax], ax.figure
     else:
         fig, axes = plt.subplots(len(cols), 1, figsize=(9, 2.8 * len(cols)), sharex=True,
-                                 squeeze=False)
+                                 squeeze=False, layout="constrained")
         axes = list(axes[:, 0])
     for a, c in zip(axes, cols):
         a.plot(hist.index, hist[c], color="0.45", lw=1.2, label="history")

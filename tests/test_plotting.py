@@ -9,7 +9,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from ssmts.plotting import plot_forecast  # noqa: E402
+from ssmts.plotting import plot_forecast
 
 
 def _frames(C=2):
