@@ -14,7 +14,15 @@ steps.
   recursive rollout ``predict`` uses. Scaling and the target transformer are
   inverted as in ``predict``. Regular data only (a grid, holes allowed).
 * Every other case (grid forecasters, ``refit=True``) loops over origins:
-  ``predict(y[:o], h)`` or ``clone(est).fit(y[:o]).predict(h)``; one series only.
+  ``predict(y[:o], at=...)`` or ``clone(est).fit(y[:o]).predict(at=...)`` at the
+  stamps of the truth rows (numpy y: ``h``); one series (wide DataFrame, Series
+  or numpy) only.
+
+Steps count rows of ``y``: step k of origin o is row ``o + k - 1``, forecast at
+that row's stamp (on a regular grid with holes, not necessarily k grid steps
+ahead). Irregular timestamps are not supported (``ValueError``): ``predict`` on
+a context re-reads its time unit (the median gap) from that context, so there is
+no one set of forecasts to batch; resample onto a grid first.
 """
 
 from __future__ import annotations
@@ -234,9 +242,11 @@ def _loop(est, y, first, stride, horizon, refit, X, quantiles, fitted_cols):
             args = ()
         else:
             model, args = est, (ctx,)
-        pred[i, :hh] = _as_steps(model.predict(*args, h=hh, X=X), hh, C)
+        # pandas: forecast at the truth rows' own stamps (right also on a grid with holes)
+        when = {"h": hh} if isinstance(y, np.ndarray) else {"at": data.stamps[0][o:o + hh]}
+        pred[i, :hh] = _as_steps(model.predict(*args, X=X, **when), hh, C)
         if levels is not None:
-            qp = model.predict_quantiles(*args, h=hh, quantiles=levels, X=X)
+            qp = model.predict_quantiles(*args, quantiles=levels, X=X, **when)
             qpred[:, i, :hh] = _as_quantiles(qp, hh, C, len(levels))
         if refit and ((i + 1) % 10 == 0 or i + 1 == len(org)):
             print(f"backtest: refit {i + 1}/{len(org)} origins, "

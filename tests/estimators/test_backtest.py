@@ -207,3 +207,32 @@ def test_backtest_scores_and_new_scorers(y):
         metrics.pinball_scorer(1.5)
     with pytest.raises(ValueError, match="coverage"):
         metrics.coverage_scorer(0.0)
+
+
+def test_ssm_with_covariates(y):
+    X = pd.DataFrame({"x": np.cos(np.arange(120) / 3)}, index=y.index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = SSMForecaster(**TINY).fit(y.iloc[:80], X.iloc[:80])
+    bt = f.backtest(y, start=30, horizon=6, stride=30, X=X)
+    want = [f.predict(y.iloc[:o], h=min(6, 120 - o), X=X).to_numpy().ravel()
+            for o in (30, 60, 90)]
+    np.testing.assert_allclose(bt["forecast"].to_numpy(), np.concatenate(want), rtol=1e-4,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="X"):
+        f.backtest(y, start=30, horizon=6)
+
+
+def test_grid_holes_and_irregular(y):
+    holes = y.drop(y.index[[50, 51, 77]])  # a regular grid with holes: steps are rows
+    f = SeasonalNaiveForecaster(1).fit(holes)
+    bt = f.backtest(holes, start=49, horizon=2, stride=100)
+    assert list(bt["time"].unique()) == [holes.index[49], holes.index[50]]
+    np.testing.assert_allclose(bt["forecast"], np.tile(holes.iloc[48].to_numpy(), 2))
+    irr = y.iloc[np.r_[0:40, 41:43, 45:120]].copy()
+    irr.index = irr.index + pd.to_timedelta(np.arange(len(irr)) % 3, unit="min")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = SSMForecaster(**TINY).fit(irr)
+    with pytest.raises(ValueError, match="irregular"):
+        s.backtest(irr, start=30, horizon=4)
