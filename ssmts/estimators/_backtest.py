@@ -101,18 +101,19 @@ def _frame(data: SeriesData, ser, org, horizon: int, pred, qpred, levels) -> pd.
     w, j = np.nonzero(ok)
     rows = org[w] + j  # row of each kept (window, step)
     truth = data.values[ser[w], rows]  # (n_rows, C)
-    origin = [data.stamps[s][o - 1] for s, o in zip(ser[w], org[w])]
-    when = [data.stamps[s][r] for s, r in zip(ser[w], rows)]
-    cols = {"origin": np.repeat(np.asarray(origin, dtype=object), C),
-            "time": np.repeat(np.asarray(when, dtype=object), C),
+    origin = when = None
+    for s in np.unique(ser[w]):  # stamps taken per series, in the (series-major) row order
+        pick = ser[w] == s
+        o_s, t_s = data.stamps[s].take(org[w][pick] - 1), data.stamps[s].take(rows[pick])
+        origin = o_s if origin is None else origin.append(o_s)
+        when = t_s if when is None else when.append(t_s)
+    cols = {"origin": origin.repeat(C).rename(None), "time": when.repeat(C).rename(None),
             "step": np.repeat(j + 1, C),
             "column": np.tile(np.asarray(list(data.columns), dtype=object), len(w)),
             "forecast": pred[w, j].reshape(-1), "truth": truth.reshape(-1)}
     for i, q in enumerate(levels or ()):
         cols[_qname(q)] = qpred[i][w, j].reshape(-1)
     out = pd.DataFrame(cols)
-    for c in ("origin", "time"):
-        out[c] = pd.Index(list(out[c]))  # back to datetime / period dtypes where they apply
     if data.n_series > 1:
         out.insert(0, "series", np.repeat(np.asarray(data.ids, dtype=object)[ser[w]], C))
     return out
