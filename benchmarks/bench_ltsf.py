@@ -255,6 +255,15 @@ def build_jobs(args) -> list:
         if args.baseline:
             configs.append(dict(backbone=bb, lr=1e-2, channel="mixed", dropout=0.1,
                                 epochs=args.epochs, batch_size=args.batch_size))
+    # most informative first (channel, then lr, the baseline, then dropout), so a cut
+    # budget leaves complete configs along the main axes
+    def rank(c):
+        if c["lr"] == 1e-2 and args.baseline and c["channel"] == "mixed":
+            return (3, 0, 0, 0)
+        return (0 if c["dropout"] == min(args.dropouts) else 4,
+                args.lrs.index(c["lr"]) if c["lr"] in args.lrs else 9,
+                args.channels.index(c["channel"]), 0)
+    configs.sort(key=rank)
     # interleave backbones so a cut budget leaves complete configs of both
     order = []
     per = [[c for c in configs if c["backbone"] == bb] for bb in args.backbones]
