@@ -42,7 +42,7 @@ def _loop(est, y, origins, horizon, levels=None):
     return np.concatenate(fc), (None if levels is None else np.concatenate(qs))
 
 
-@pytest.mark.parametrize("horizon,stride", [(4, 9), (7, 11)])  # 7 > net horizon: rollout
+@pytest.mark.parametrize("horizon,stride", [(4, 11), (7, 33)])  # 7 > net horizon: rollout
 def test_ssm_batched_equals_predict_loop(ssm, y, horizon, stride):
     bt = ssm.backtest(y, start=20, horizon=horizon, stride=stride, batch=8)
     origins = list(range(20, 120, stride))
