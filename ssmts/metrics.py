@@ -303,16 +303,15 @@ def _score_rows(d: pd.DataFrame, metrics, scales, qcols) -> dict:
     return res
 
 
-def score_backtest(df: pd.DataFrame, metrics=("mse", "mae", "rmse", "smape"), y_train=None,
-                   season: int = 1, by=None):
+def score_backtest(df: pd.DataFrame, metrics=None, y_train=None, season: int = 1, by=None):
     """Score the long frame of ``forecaster.backtest(...)``.
 
     Parameters
     ----------
     df : DataFrame with columns ``forecast``, ``truth`` (NaN truth is left out), ``column``
         and optionally ``step``, ``origin``, ``series`` and quantile columns ``q<level>``
-    metrics : sequence of {"mse", "mae", "rmse", "smape", "mase"}
-        Point metrics. With quantile columns, ``pinball_q<level>`` per level, their mean
+    metrics : sequence of {"mse", "mae", "rmse", "smape", "mase"}, optional
+        Point metrics; default mse, mae, rmse, smape, and mase when ``y_train`` is given. With quantile columns, ``pinball_q<level>`` per level, their mean
         ``pinball`` and ``coverage_<c>`` for each central pair (q, 1 - q) are added.
     y_train : array (T,) / Series, or DataFrame with the backtest's column names
         The history before the first origin, for "mase" (a DataFrame scales each
@@ -328,6 +327,8 @@ def score_backtest(df: pd.DataFrame, metrics=("mse", "mae", "rmse", "smape"), y_
     if not isinstance(df, pd.DataFrame) or not {"forecast", "truth"} <= set(df.columns):
         raise ValueError("df: expected the DataFrame of backtest(...) with columns 'forecast' "
                          "and 'truth'")
+    if metrics is None:
+        metrics = ("mse", "mae", "rmse", "smape") + (("mase",) if y_train is not None else ())
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     bad = [m for m in metrics if m not in {*_POINT, "mase"}]
     if bad:
