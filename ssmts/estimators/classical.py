@@ -117,13 +117,23 @@ _MIN_OBS = 3  # observed values a column needs before a likelihood fit is attemp
 
 
 def _pow2_scale(col: np.ndarray) -> float:
-    """A power of two near the largest |value| of ``col`` (1.0 without one).
+    """A power of two near the typical step-to-step change of ``col`` (1.0 without one).
 
     The models are fitted on ``col / scale``: values of any magnitude (1e-30, 1e200)
-    reach statsmodels' optimiser near 1, and dividing by a power of two is exact.
+    reach statsmodels' optimiser with innovations near 1, and dividing by a power
+    of two is exact. The scale follows the mean |difference| of consecutive
+    observed values, not the level: scaled by its largest |value|, a series with
+    a high level and small changes (weekly CO2: ~350 ppm, changes of ~0.5) has
+    variances near 1e-6, where the likelihood optimiser stops after a few
+    iterations far from the optimum. Falls back to the largest |value| when the
+    observed values do not change, and to 1.0 without observed values.
     """
-    m = float(np.nanmax(np.abs(col))) if np.isfinite(col).any() else 0.0
-    return float(2.0 ** np.round(np.log2(m))) if m > 0 else 1.0
+    obs = col[np.isfinite(col)]
+    if obs.size == 0:
+        return 1.0
+    step = float(np.mean(np.abs(np.diff(obs)))) if obs.size > 1 else 0.0
+    m = step if np.isfinite(step) and step > 0 else float(np.max(np.abs(obs)))
+    return float(2.0 ** np.round(np.log2(m))) if np.isfinite(m) and m > 0 else 1.0
 
 
 class _ConstantFit:
@@ -208,8 +218,9 @@ class StatsmodelsForecaster(_GridForecaster):
         Sine/cosine pairs of a trigonometric seasonal (``"unobserved_components"``);
         None for a dummy seasonal, no season, or another model.
     y_scale_ : float ndarray, shape (n_series, n_features_in_)
-        Power of two each column is divided by before fitting (near its largest
-        |value|), so any magnitude fits; forecasts and ``lti`` are in y's units. A
+        Power of two each column is divided by before fitting (near the mean
+        |change| between its consecutive observed values), so any magnitude fits;
+        forecasts and ``lti`` are in y's units. A
         column whose observed values are all equal gets no model: it forecasts that
         value with zero spread.
     converged_ : bool ndarray, shape (n_series, n_features_in_)
