@@ -206,24 +206,32 @@ def _errors(pred: pd.DataFrame, truth: pd.DataFrame, what: str) -> tuple[float, 
 
 
 @contextlib.contextmanager
-def _one_torch_thread():
-    """torch on one CPU thread for the demo's small networks, restored afterwards.
+def _one_thread():
+    """torch and the BLAS / OpenMP pools (statsmodels' Kalman filters) on one CPU
+    thread each, restored afterwards.
 
-    Measured on the 2-core machine this demo was sized on: one thread trains the
-    SSM as fast as two when the machine is idle, and about 3x faster than two
-    when another process keeps one core busy (two threads then wait on each other).
+    Measured on the shared 2-core machine this demo was sized on: one torch thread
+    trains the SSM as fast as two when the machine is idle and about 3x faster
+    than two when another process keeps a core busy (the two threads wait on each
+    other); a 52-week ETS fit took 25 s with one BLAS thread beside other work,
+    and 200 s and more with two.
     """
-    try:
-        import torch
-    except ImportError:  # no SSM in this install: nothing to set
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # scikit-learn brings it; without it the pools stay as they are
+            pass
+        else:
+            stack.enter_context(threadpool_limits(limits=1))
+        try:
+            import torch
+        except ImportError:  # no SSM in this install
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        stack.callback(torch.set_num_threads, before)
         yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit(est: Any, data: pd.DataFrame) -> tuple[Any, float]:
@@ -395,7 +403,7 @@ def run_demo(out: str = "ssmts_demo", quick: bool = False) -> int:
         print("  quick mode: a smoke test (tiny SSM, one candidate per model, one seed)")
     models, omitted = _models(quick)
     rows, forecasts = {}, {}
-    with _one_torch_thread():
+    with _one_thread():
         for model in models:
             rows[model.name], forecasts[model.name] = _evaluate(
                 model, train, val, test, log=lambda line: print(line, flush=True))
