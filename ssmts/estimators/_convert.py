@@ -11,10 +11,11 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from ssmts.data import MeanStdScaler, SeriesData, align_exog
 
-__all__ = ["transform_target", "inverse_target", "read_exog"]
+__all__ = ["transform_target", "inverse_target", "read_exog", "ConvertMixin"]
 
 
 def transform_target(tt, data: SeriesData) -> SeriesData:
@@ -69,3 +70,50 @@ def read_exog(X, data: SeriesData, id_col=None, time_col=None):
         columns = (X.name,)
     ex = align_exog(X, data, columns=columns)  # (n, T, C_x)
     return ex.shape[-1], columns, MeanStdScaler(by="channel").fit(ex), ex
+
+
+class ConvertMixin:
+    """SSMForecaster's checks and value conversions against what ``fit`` saw.
+
+    Reads the fitted ``columns_``, ``context_``, ``target_transformer_``, ``scaler_``,
+    ``n_exog_``, ``exog_columns_`` and ``exog_scaler_``.
+    """
+
+    def _check_like_fit(self, data: SeriesData, name: str, same_series: bool = True) -> None:
+        if list(data.columns) != list(self.columns_):
+            raise ValueError(f"{name}: columns {list(data.columns)} differ from those seen in fit "
+                             f"{list(self.columns_)}; pass the same columns in the same order")
+        if same_series and tuple(data.ids) != tuple(self.context_.ids):
+            raise ValueError(f"{name}: series {list(data.ids)} differ from those seen in fit "
+                             f"{list(self.context_.ids)}")
+
+    # ------------------------------------------------------------- transforms
+    def _forward_target(self, data: SeriesData, fit: bool = False) -> SeriesData:
+        """Apply target_transformer(_) to data's values; ``fit`` writes target_transformer_."""
+        if fit:
+            self.target_transformer_ = None if self.target_transformer is None else \
+                clone(self.target_transformer).fit(data.values[data.valid])
+        return transform_target(self.target_transformer_, data)
+
+    def _inverse_target(self, pred: np.ndarray) -> np.ndarray:
+        return inverse_target(getattr(self, "target_transformer_", None), pred)
+
+    def _scale(self, data: SeriesData) -> SeriesData:
+        return dataclasses.replace(data, values=self.scaler_.transform(data.values))
+
+    def _exog(self, X, data: SeriesData, stamps=None, name: str = "X") -> np.ndarray | None:
+        """Scaled covariates on data's stamps (or on future ``stamps``), or None."""
+        if self.n_exog_ == 0:
+            if X is not None:
+                raise ValueError(f"{name}: the model was fitted without covariates; fit(y, X) "
+                                 "to use them")
+            return None
+        if X is None:
+            raise ValueError(f"{name}: the model was fitted with {self.n_exog_} covariate "
+                             "column(s); pass them for these stamps too")
+        ex = align_exog(X, data, future=stamps is not None, stamps=stamps,
+                        columns=self.exog_columns_)
+        if ex.shape[-1] != self.n_exog_:
+            raise ValueError(f"{name}: expected {self.n_exog_} covariate columns as in fit, got "
+                             f"{ex.shape[-1]}")
+        return self.exog_scaler_.transform(ex)

@@ -15,10 +15,10 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ssmts.data import (SeriesData, align_exog, from_predictions, future_times, make_scaler,
+from ssmts.data import (SeriesData, from_predictions, future_times, make_scaler,
                         to_series_data)
 from ssmts.estimators import _convert as _cv
 from ssmts.estimators import _rollout as _ro
@@ -45,7 +45,7 @@ def _fitted_name(k: str) -> bool:
 _DEFAULT_Q = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 
 
-class SSMForecaster(BaseEstimator):
+class SSMForecaster(_cv.ConvertMixin, BaseEstimator):
     """Forecast one or many multivariate series with an S5 / S4 / Mamba backbone.
 
     Parameters
@@ -183,45 +183,6 @@ class SSMForecaster(BaseEstimator):
     def _read(self, y, name: str, like=None) -> SeriesData:
         return to_series_data(y, id_col=self.id_col, time_col=self.time_col, name=name,
                               like=like)
-
-    def _check_like_fit(self, data: SeriesData, name: str, same_series: bool = True) -> None:
-        if list(data.columns) != list(self.columns_):
-            raise ValueError(f"{name}: columns {list(data.columns)} differ from those seen in fit "
-                             f"{list(self.columns_)}; pass the same columns in the same order")
-        if same_series and tuple(data.ids) != tuple(self.context_.ids):
-            raise ValueError(f"{name}: series {list(data.ids)} differ from those seen in fit "
-                             f"{list(self.context_.ids)}")
-
-    # ------------------------------------------------------------- transforms
-    def _forward_target(self, data: SeriesData, fit: bool = False) -> SeriesData:
-        """Apply target_transformer(_) to data's values; ``fit`` writes target_transformer_."""
-        if fit:
-            self.target_transformer_ = None if self.target_transformer is None else \
-                clone(self.target_transformer).fit(data.values[data.valid])
-        return _cv.transform_target(self.target_transformer_, data)
-
-    def _inverse_target(self, pred: np.ndarray) -> np.ndarray:
-        return _cv.inverse_target(getattr(self, "target_transformer_", None), pred)
-
-    def _scale(self, data: SeriesData) -> SeriesData:
-        return dataclasses.replace(data, values=self.scaler_.transform(data.values))
-
-    def _exog(self, X, data: SeriesData, stamps=None, name: str = "X") -> np.ndarray | None:
-        """Scaled covariates on data's stamps (or on future ``stamps``), or None."""
-        if self.n_exog_ == 0:
-            if X is not None:
-                raise ValueError(f"{name}: the model was fitted without covariates; fit(y, X) "
-                                 "to use them")
-            return None
-        if X is None:
-            raise ValueError(f"{name}: the model was fitted with {self.n_exog_} covariate "
-                             "column(s); pass them for these stamps too")
-        ex = align_exog(X, data, future=stamps is not None, stamps=stamps,
-                        columns=self.exog_columns_)
-        if ex.shape[-1] != self.n_exog_:
-            raise ValueError(f"{name}: expected {self.n_exog_} covariate columns as in fit, got "
-                             f"{ex.shape[-1]}")
-        return self.exog_scaler_.transform(ex)
 
     # -------------------------------------------------------------------- fit
     def fit(self, y: Any, X: Any = None) -> "SSMForecaster":
