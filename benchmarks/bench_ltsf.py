@@ -313,7 +313,14 @@ def main(argv=None) -> None:
                 host=platform.node(), lookback=args.lookback, workers=args.workers,
                 started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if args.report is not None:
-        rows = [json.loads(line) for f in args.report for line in open(f) if line.strip()]
+        rows, seen = [], set()
+        for f in args.report:  # a job repeated in several files counts once (the first)
+            for line in open(f):
+                r = json.loads(line) if line.strip() else None
+                key = r and (cfg_name(r["config"]), r["set"], r["horizon"], r["seed"], r["ok"])
+                if r and key not in seen:
+                    seen.add(key)
+                    rows.append(r)
         meta["command"] = "python " + " ".join(sys.argv)
         meta.update(device=rows[0]["device"] if rows else "?", host="(from " + ", ".join(
             args.report) + ")")

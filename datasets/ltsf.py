@@ -29,8 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LTSFData", "load_ltsf", "data_dir", "find_file", "repeat_last", "ridge_ci",
-           "SPLITS", "RIDGE_ALPHAS"]
+__all__ = [
+    "RIDGE_ALPHAS",
+    "SPLITS",
+    "LTSFData",
+    "data_dir",
+    "find_file",
+    "load_ltsf",
+    "repeat_last",
+    "ridge_ci",
+]
 
 SPLITS = ("train", "val", "test")
 RIDGE_ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
@@ -63,8 +71,7 @@ def find_file(name_or_path) -> Path:
 def _stem(path: Path) -> str:
     name = path.name
     for suf in (".gz", ".csv"):
-        if name.endswith(suf):
-            name = name[: -len(suf)]
+        name = name.removesuffix(suf)
     return name
 
 

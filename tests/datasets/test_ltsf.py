@@ -6,7 +6,6 @@ every test skips, saying so, when they are absent.
 
 import numpy as np
 import pytest
-
 from ssmts.datasets.ltsf import data_dir, load_ltsf, repeat_last, ridge_ci
 
 
