@@ -179,7 +179,7 @@ class _GridForecaster(BaseEstimator):
         check_is_fitted(self, "meta_")
         o = self._origin
         like = None if o.meta.source.kind.startswith("ndarray") else o.meta.index
-        data = to_series_data(_one_row_freq(y_new, o.meta.index.freq), name="y_new", like=like)
+        data = to_series_data(y_new, name="y_new", like=like)  # like=: one row needs no freq
         self._check_same(data, "y_new")
         steps = self._ahead(data, "y_new", o)  # (n, L) steps after the origin
         segs = []

@@ -436,15 +436,10 @@ class SSMForecaster(_cv.ConvertMixin, BaseEstimator):
         self._check_like_fit(raw, "y_new")
         data = self._forward_target(raw)
         ctx = self.context_
-        t_new = np.empty_like(data.time)
-        for s in range(data.n_series):
-            L = data.lengths[s]
-            t_new[s, :L] = ctx.index_meta.to_steps(data.stamps[s], s)
-            t_new[s, L:] = t_new[s, L - 1] + np.arange(1, data.n_steps - L + 1)
         _ro.times_after(ctx, tuple(st[:1] for st in data.stamps), "y_new")
-        lead = t_new[:, 0] - _ro.last_time(ctx)
-        data = dataclasses.replace(data, time=t_new, lead_gap=lead,
-                                   index_meta=ctx.index_meta)
+        # read with like=: data.time is already in steps from the fitted origins
+        lead = data.time[:, 0] - _ro.last_time(ctx)
+        data = dataclasses.replace(data, lead_gap=lead, index_meta=ctx.index_meta)
         ex = self._exog(X_new, data, name="X_new")
         self.origin_ = _ro.advance(self.net_, self.origin_, self._scale(data), ex)
         self.context_ = _ro.append_tail(ctx, data, self.lookback)
