@@ -1,8 +1,9 @@
-"""The ``ssmts`` command line: ``ssmts --version`` and ``ssmts demo``.
+"""The ``ssmts`` command line: ``ssmts --version``, ``ssmts demo`` and ``ssmts bench ltsf``.
 
-Exit codes: 0 success, 2 a bad command line or an unusable ``--out`` (one line
-on stderr, checked before any fitting), 130 interrupted with Ctrl-C (one line
-on stderr). Any other error is a bug and keeps its traceback.
+Exit codes: 0 success, 2 a bad command line, an unusable ``--out`` or (bench) an
+unknown set / unreadable file (one line on stderr, checked before any fitting), 130
+interrupted with Ctrl-C (one line on stderr). Any other error is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -38,7 +39,40 @@ def _parser() -> argparse.ArgumentParser:
                    help="smoke test: a tiny model, one candidate per model and one seed "
                         "(under a minute; its numbers are no benchmark)")
     p.set_defaults(func=_demo)
+    from ssmts.bench import ltsf
+
+    b = sub.add_parser("bench", help="benchmarks (ltsf: the long-horizon protocol)",
+                       description="Benchmarks of SSMForecaster against anchors and peers.")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    p = bsub.add_parser("ltsf", help="ETTh1/ETTh2/ETTm1/exchange_rate or CSV files, "
+                        "lookback 96, every test window; selection on validation",
+                        description=_BENCH_LTSF_DESCRIPTION)
+    ltsf.add_arguments(p)
+    p.set_defaults(func=_bench_ltsf)
     return parser
+
+
+_BENCH_LTSF_DESCRIPTION = (
+    "Fit SSMForecaster (with its default settings unless --lrs/--channels/--dropouts/"
+    "--epochs/--batch-size ask for a sweep) under the standard long-horizon protocol: "
+    "lookback 96, the published train/validation/test borders (70/10/20 for other CSV "
+    "files), one scaler fitted on the training rows, MSE/MAE over every test window. "
+    "Anchors (repeat last value, channel-independent ridge) and, with --peers, "
+    "neuralforecast's PatchTST/NHITS/iTransformer run on the same windows. Writes "
+    "PREFIX.jsonl (rows as they finish), PREFIX.json and PREFIX.md; --report only "
+    "re-renders jsonl files.")
+
+
+def _bench_ltsf(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ssmts.bench import ltsf
+
+    try:
+        return ltsf.run(args, command="ssmts " + shlex.join(args.argv_))
+    except ltsf.BadArgs as exc:
+        print(f"ssmts bench ltsf: {exc}", file=sys.stderr)
+        return 2
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -62,11 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 for an unusable ``--out``, 130 when interrupted (Ctrl-C).
+        0 on success, 2 for an unusable ``--out`` or (bench) an unknown set or
+        unreadable file, 130 when interrupted (Ctrl-C).
         argparse itself exits (``SystemExit``) for ``--help``, ``--version`` and
         a bad command line, as usual.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv_ = argv
     interrupted = []
 
     def on_sigint(signum, frame):  # remember it: Lightning turns Ctrl-C into SystemExit(1)
@@ -90,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(args: argparse.Namespace) -> int:
-    print(f"ssmts {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+    name = " ".join(filter(None, (args.command, getattr(args, "bench", None))))
+    print(f"ssmts {name}: interrupted (Ctrl-C)", file=sys.stderr)
     return 130
 
 

@@ -170,3 +170,23 @@ def test_ctrl_c_during_the_real_demo(tmp_path):
     assert "Traceback" not in err + out
     assert err.strip().splitlines()[-1] == "ssmts demo: interrupted (Ctrl-C)"
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_ltsf_help_is_plain(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "ltsf", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":class:" not in out
+    for flag in ("--horizons", "--backbones", "--peers", "--report", "--budget-s", "--lrs"):
+        assert flag in out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "bench" in capsys.readouterr().out
+
+
+def test_bench_needs_a_benchmark(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench"])
+    assert exc.value.code == 2
+    assert "BENCHMARK" in capsys.readouterr().err
