@@ -168,10 +168,12 @@ def _render(args, command: str) -> int:
     sets = args.sets_pos or args.sets or (
         [s for s in DEFAULT_SETS if s in seen] + [s for s in seen if s not in DEFAULT_SETS])
     horizons = args.horizons or sorted({r["horizon"] for r in rows})
-    try:
-        anc = anchors(check_sets(sets, args.lookback, horizons), horizons)
-    except ValueError as exc:
-        raise BadArgs(str(exc)) from None
+    anc = {}
+    for s in sets:  # rows render without their data; only the anchors need the files
+        try:
+            anc.update(anchors(check_sets([s], args.lookback, horizons), horizons))
+        except ValueError as exc:
+            print(f"{PROG}: no anchors for {exc}", file=sys.stderr)
     meta = _meta(args, command)
     meta.update(device=rows[0]["device"] if rows else "?",
                 host="(from " + ", ".join(args.report) + ")",
