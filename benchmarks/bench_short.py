@@ -9,6 +9,12 @@ Commands (one process, torch on 1 thread; from the repository root)::
     python benchmarks/bench_short.py --params '{"lr":1e-3,"channel":"independent"}' \\
         --validate --tag lr1e-3_indep_val                  # ... on the validation block
     python benchmarks/bench_short.py --horizon test ...    # horizon = forecast length
+    python benchmarks/bench_short.py --render benchmarks/short_series.json  # re-print
+
+The recorded runs also passed ``--cache /tmp/bs_cache.json`` (the baselines do not
+depend on the SSM settings; ETS on weekly co2 takes 2-4 min) and ran from /tmp with
+``PYTHONPATH`` on a ``git archive HEAD ssmts`` snapshot, so that the estimator being
+edited by others did not change under the runs (``meta.ssmts_rev`` in the JSON).
 
 Series (all from ``statsmodels.datasets``; the test tail is held out and forecast in
 one shot from the end of the training part):
